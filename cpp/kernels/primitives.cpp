@@ -1,0 +1,171 @@
+// Primitive kernels (see primitives.h), written once over the vector layer; this file is
+// compiled once per instruction set with LO_TARGET naming it.
+#include "kernels/primitives.h"
+
+#include "kernels/row_softmax.h"
+
+namespace logitops {
+namespace LO_TARGET {
+namespace {
+
+template <class T>
+void logsumexp_rows(const T* x, int64_t rows, int64_t cols, T* out) {
+  for (int64_t r = 0; r < rows; ++r) out[r] = static_cast<T>(row_stats(x + r * cols, cols).lse());
+}
+
+// A row of all -inf (or an empty row) has no softmax: torch gives NaN, and so do we.
+template <class T>
+void fill_nan(T* out, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = std::numeric_limits<T>::quiet_NaN();
+}
+
+template <class T>
+void log_softmax_rows(const T* x, int64_t rows, int64_t cols, T* out) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    T* o = out + r * cols;
+    const RowStats<T> st = row_stats(xr, cols);
+    if (st.max == -std::numeric_limits<T>::infinity()) {
+      fill_nan(o, cols);
+      continue;
+    }
+    const V mv = S::set(st.max);
+    const V log_z = S::set(static_cast<T>(st.log_z()));
+    map_unary(xr, cols, o, [&](V xv) { return S::select(S::eq(xv, mv), S::zero(), xv - mv) - log_z; });
+  }
+}
+
+// Writes exp(d_j) * scale_row into out; used by softmax (scale 1) and logsumexp_backward.
+template <class T>
+void scaled_softmax_rows(const T* x, const T* row_scale, int64_t rows, int64_t cols, T* out) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    T* o = out + r * cols;
+    const T m = row_max(xr, cols);
+    if (m == -std::numeric_limits<T>::infinity()) {
+      fill_nan(o, cols);
+      continue;
+    }
+    const double others = row_others(xr, cols, m, o);
+    const double scale = (row_scale ? static_cast<double>(row_scale[r]) : 1.0) / (1.0 + others);
+    const V sv = S::set(static_cast<T>(scale));
+    map_unary(o, cols, o, [&](V e) { return e * sv; });
+  }
+}
+
+template <class T>
+void softmax_rows(const T* x, int64_t rows, int64_t cols, T* out) {
+  scaled_softmax_rows<T>(x, nullptr, rows, cols, out);
+}
+
+template <class T>
+void logsumexp_backward_rows(const T* grad, const T* x, int64_t rows, int64_t cols, T* out) {
+  scaled_softmax_rows<T>(x, grad, rows, cols, out);
+}
+
+template <class T>
+void log_softmax_backward_rows(const T* grad, const T* x, int64_t rows, int64_t cols, T* out) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    const T* g = grad + r * cols;
+    T* o = out + r * cols;
+    const T m = row_max(xr, cols);
+    if (m == -std::numeric_limits<T>::infinity()) {
+      fill_nan(o, cols);
+      continue;
+    }
+    double g_dot_e = 0.0, g_sum = 0.0;
+    const double others = row_others(xr, cols, m, o, g, &g_dot_e, &g_sum);
+    const V coef = S::set(static_cast<T>(g_sum / (1.0 + others)));
+    // out = g - softmax * sum(g), softmax = e / Z with e already in out.
+    map_binary(g, o, cols, o, [&](V gv, V e) { return gv - e * coef; });
+  }
+}
+
+template <class T>
+void softmax_backward_rows(const T* grad, const T* x, int64_t rows, int64_t cols, T* out) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * cols;
+    const T* g = grad + r * cols;
+    T* o = out + r * cols;
+    const T m = row_max(xr, cols);
+    if (m == -std::numeric_limits<T>::infinity()) {
+      fill_nan(o, cols);
+      continue;
+    }
+    double g_dot_e = 0.0, g_sum = 0.0;
+    const double others = row_others(xr, cols, m, o, g, &g_dot_e, &g_sum);
+    const double inv_z = 1.0 / (1.0 + others);
+    const V inv = S::set(static_cast<T>(inv_z));
+    const V gy = S::set(static_cast<T>(g_dot_e * inv_z));  // sum_k g_k softmax_k
+    map_binary(g, o, cols, o, [&](V gv, V e) { return (e * inv) * (gv - gy); });
+  }
+}
+
+// Both sigmoids from e = exp(-|x|): r = 1/(1+e) is sigmoid(|x|), e*r is sigmoid(-|x|).
+template <class T>
+struct SigmoidPair {
+  typename Simd<T>::V pos;  // sigmoid(x)
+  typename Simd<T>::V neg;  // sigmoid(-x)
+};
+template <class T>
+inline SigmoidPair<T> sigmoid_pair(typename Simd<T>::V x) {
+  using S = Simd<T>;
+  const auto e = vexp<T>(-S::abs(x));
+  const auto r = S::set(T(1)) / (S::set(T(1)) + e);
+  const auto er = e * r;
+  const auto nonneg = S::ge(x, S::zero());
+  return {S::select(nonneg, r, er), S::select(nonneg, er, r)};
+}
+
+template <class T>
+void log_sigmoid_n(const T* x, int64_t n, T* out) {
+  using S = Simd<T>;
+  map_unary(x, n, out, [](typename S::V v) {
+    return S::min(v, S::zero()) - vlog1p<T>(vexp<T>(-S::abs(v)));
+  });
+}
+
+template <class T>
+void sigmoid_n(const T* x, int64_t n, T* out) {
+  map_unary(x, n, out, [](typename Simd<T>::V v) { return sigmoid_pair<T>(v).pos; });
+}
+
+template <class T>
+void log_sigmoid_backward_n(const T* grad, const T* x, int64_t n, T* out) {
+  map_binary(grad, x, n, out, [](typename Simd<T>::V g, typename Simd<T>::V v) { return g * sigmoid_pair<T>(v).neg; });
+}
+
+template <class T>
+void sigmoid_backward_n(const T* grad, const T* x, int64_t n, T* out) {
+  map_binary(grad, x, n, out, [](typename Simd<T>::V g, typename Simd<T>::V v) {
+    const SigmoidPair<T> s = sigmoid_pair<T>(v);
+    return g * (s.pos * s.neg);
+  });
+}
+
+template <class T>
+constexpr PrimitiveKernels<T> make_kernels() {
+  return {logsumexp_rows<T>,           log_softmax_rows<T>,          softmax_rows<T>,
+          logsumexp_backward_rows<T>,  log_softmax_backward_rows<T>, softmax_backward_rows<T>,
+          log_sigmoid_n<T>,            sigmoid_n<T>,                 log_sigmoid_backward_n<T>,
+          sigmoid_backward_n<T>};
+}
+
+}  // namespace
+
+const PrimitiveTable& primitive_table() {
+  static const PrimitiveTable table{make_kernels<float>(), make_kernels<double>()};
+  return table;
+}
+
+}  // namespace LO_TARGET
+}  // namespace logitops

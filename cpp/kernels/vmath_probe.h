@@ -1,0 +1,25 @@
+// The vector math functions (simd/vmath.h) as plain elementwise kernels, so the tests can
+// prove their accuracy contract on every ISA directly, not only through the functions built
+// on them.
+#pragma once
+
+#include <cstdint>
+
+namespace logitops {
+
+template <class T>
+struct VmathKernels {
+  void (*exp)(const T* x, int64_t n, T* out);
+  void (*log1p)(const T* x, int64_t n, T* out);
+  void (*log)(const T* x, int64_t n, T* out);
+};
+
+struct VmathTable {
+  VmathKernels<float> f32;
+  VmathKernels<double> f64;
+};
+
+namespace scalar { const VmathTable& vmath_table(); }
+namespace avx2 { const VmathTable& vmath_table(); }
+
+}  // namespace logitops

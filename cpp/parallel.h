@@ -1,0 +1,30 @@
+// A small thread pool of our own (no OpenMP runtime to clash with torch's or numpy's).
+//
+// Work is cut into chunks whose boundaries depend only on the problem size and the grain the
+// caller gives, never on the thread count, and reductions add the chunks' partial sums in
+// chunk order: results are bit-identical for any number of threads. Work that fits in one
+// chunk runs inline on the calling thread and never touches the pool. If another call
+// already holds the pool (several Python threads), the caller runs its chunks itself.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace logitops {
+
+void set_num_threads(int n);  // n >= 1; the pool is resized lazily
+int get_num_threads();        // LOGITOPS_NUM_THREADS, else the hardware's concurrency
+
+// Items per chunk so that one chunk is about `target_work` units of work when one item
+// costs `work_per_item` (at least one item).
+int64_t grain_for(int64_t work_per_item, int64_t target_work = 32768);
+
+// fn(begin, end) over the chunks of [0, n).
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+// fn(begin, end, partial) fills partial[0..k) for its chunk (zeroed beforehand); the chunks'
+// partials are summed in chunk order into out[0..k).
+void parallel_reduce(int64_t n, int64_t grain, int k,
+                     const std::function<void(int64_t, int64_t, double*)>& fn, double* out);
+
+}  // namespace logitops

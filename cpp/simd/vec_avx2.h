@@ -1,0 +1,175 @@
+// AVX2 + FMA implementation of the vector layer (see vec.h): 8 floats or 4 doubles a register.
+// Compiled only into the kernel objects built with -mavx2 -mfma.
+#pragma once
+
+#include <immintrin.h>
+
+namespace logitops {
+namespace LO_TARGET {
+
+template <class T>
+struct Simd;
+
+namespace detail {
+// Lane masks for the last n lanes: row n of this table has n leading all-ones 32-bit words.
+alignas(32) static const int32_t tail_mask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+inline __m256i tail_mask_ps(int64_t n) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tail_mask32 + 8 - n));
+}
+inline __m256i tail_mask_pd(int64_t n) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tail_mask32 + 8 - 2 * n));
+}
+}  // namespace detail
+
+template <>
+struct Simd<float> {
+  using V = __m256;
+  using M = __m256;
+  struct Acc {
+    __m256d lo, hi;
+  };
+  static constexpr int64_t W = 8;
+
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V a) { _mm256_storeu_ps(p, a); }
+  static V load_tail(const float* p, int64_t n, float fill) {
+    const __m256i m = detail::tail_mask_ps(n);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  }
+  static void store_tail(float* p, int64_t n, V a) { _mm256_maskstore_ps(p, detail::tail_mask_ps(n), a); }
+  static V set(float a) { return _mm256_set1_ps(a); }
+  static V zero() { return _mm256_setzero_ps(); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V min(V a, V b) { return _mm256_min_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V abs(V a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static M lt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static M le(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
+  static M gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+  static M ge(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+  static M eq(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+  static M isnan(V a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
+  static M mask_and(M a, M b) { return _mm256_and_ps(a, b); }
+  static M mask_or(M a, M b) { return _mm256_or_ps(a, b); }
+  static M mask_not(M a) { return _mm256_xor_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(-1))); }
+  static bool any(M a) { return _mm256_movemask_ps(a) != 0; }
+  static V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
+  static V round_int(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static V pow2i(V n) {
+    const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+  }
+  static V exponent(V x) {
+    const __m256i e = _mm256_srli_epi32(_mm256_castps_si256(x), 23);
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(e, _mm256_set1_epi32(127)));
+  }
+  static V mantissa(V x) {
+    const __m256i b = _mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x007fffff));
+    return _mm256_castsi256_ps(_mm256_or_si256(b, _mm256_set1_epi32(0x3f800000)));
+  }
+  static float reduce_max(V a) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+  }
+  static float reduce_min(V a) {
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+  }
+  static float reduce_add(V a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+
+  static Acc acc_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+  static void acc_add(Acc& acc, V a) {
+    acc.lo = _mm256_add_pd(acc.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
+    acc.hi = _mm256_add_pd(acc.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
+  }
+  static Acc acc_plus(Acc a, Acc b) { return {_mm256_add_pd(a.lo, b.lo), _mm256_add_pd(a.hi, b.hi)}; }
+  static double acc_sum(Acc acc) {
+    const __m256d s4 = _mm256_add_pd(acc.lo, acc.hi);
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+  }
+};
+
+template <>
+struct Simd<double> {
+  using V = __m256d;
+  using M = __m256d;
+  using Acc = __m256d;
+  static constexpr int64_t W = 4;
+
+  static V load(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, V a) { _mm256_storeu_pd(p, a); }
+  static V load_tail(const double* p, int64_t n, double fill) {
+    const __m256i m = detail::tail_mask_pd(n);
+    return _mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+  }
+  static void store_tail(double* p, int64_t n, V a) { _mm256_maskstore_pd(p, detail::tail_mask_pd(n), a); }
+  static V set(double a) { return _mm256_set1_pd(a); }
+  static V zero() { return _mm256_setzero_pd(); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V min(V a, V b) { return _mm256_min_pd(a, b); }
+  static V max(V a, V b) { return _mm256_max_pd(a, b); }
+  static V abs(V a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+  static M lt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+  static M le(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LE_OQ); }
+  static M gt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+  static M ge(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
+  static M eq(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
+  static M isnan(V a) { return _mm256_cmp_pd(a, a, _CMP_UNORD_Q); }
+  static M mask_and(M a, M b) { return _mm256_and_pd(a, b); }
+  static M mask_or(M a, M b) { return _mm256_or_pd(a, b); }
+  static M mask_not(M a) { return _mm256_xor_pd(a, _mm256_castsi256_pd(_mm256_set1_epi64x(-1))); }
+  static bool any(M a) { return _mm256_movemask_pd(a) != 0; }
+  static V select(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
+  static V round_int(V a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // 2^n: adding 1.5*2^52 puts the integer n in the low mantissa bits; add the bias and
+  // shift it into the exponent field (AVX2 has no int64 <-> double conversion).
+  static V pow2i(V n) {
+    const __m256i t = _mm256_castpd_si256(_mm256_add_pd(n, _mm256_set1_pd(6755399441055744.0)));
+    return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(t, _mm256_set1_epi64x(1023)), 52));
+  }
+  // The biased exponent, OR-ed into the mantissa of 2^52, is read back as 2^52 + e.
+  static V exponent(V x) {
+    const __m256i e = _mm256_srli_epi64(_mm256_castpd_si256(x), 52);
+    const __m256d two52 = _mm256_set1_pd(4503599627370496.0);
+    const __m256d f = _mm256_castsi256_pd(_mm256_or_si256(e, _mm256_castpd_si256(two52)));
+    return _mm256_sub_pd(f, _mm256_set1_pd(4503599627370496.0 + 1023.0));
+  }
+  static V mantissa(V x) {
+    const __m256i b = _mm256_and_si256(_mm256_castpd_si256(x), _mm256_set1_epi64x(0x000fffffffffffffLL));
+    return _mm256_castsi256_pd(_mm256_or_si256(b, _mm256_set1_epi64x(0x3ff0000000000000LL)));
+  }
+  static double reduce_max(V a) {
+    __m128d m = _mm_max_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    m = _mm_max_sd(m, _mm_unpackhi_pd(m, m));
+    return _mm_cvtsd_f64(m);
+  }
+  static double reduce_min(V a) {
+    __m128d m = _mm_min_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    m = _mm_min_sd(m, _mm_unpackhi_pd(m, m));
+    return _mm_cvtsd_f64(m);
+  }
+  static double reduce_add(V a) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+    return _mm_cvtsd_f64(s);
+  }
+
+  static Acc acc_zero() { return _mm256_setzero_pd(); }
+  static void acc_add(Acc& acc, V a) { acc = _mm256_add_pd(acc, a); }
+  static Acc acc_plus(Acc a, Acc b) { return _mm256_add_pd(a, b); }
+  static double acc_sum(Acc acc) { return reduce_add(acc); }
+};
+
+}  // namespace LO_TARGET
+}  // namespace logitops

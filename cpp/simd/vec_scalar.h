@@ -1,0 +1,88 @@
+// Portable one-lane implementation of the vector layer (see vec.h). It is the reference
+// path: the same algorithms as the SIMD sets, one element at a time, no fused multiply-add.
+#pragma once
+
+namespace logitops {
+namespace LO_TARGET {
+
+template <class T>
+struct ScalarBits;
+template <>
+struct ScalarBits<float> {
+  using U = uint32_t;
+  static constexpr int mant_bits = 23;
+  static constexpr int bias = 127;
+};
+template <>
+struct ScalarBits<double> {
+  using U = uint64_t;
+  static constexpr int mant_bits = 52;
+  static constexpr int bias = 1023;
+};
+
+template <class T>
+struct Simd {
+  using V = T;
+  using M = bool;
+  using Acc = double;
+  static constexpr int64_t W = 1;
+
+  static V load(const T* p) { return *p; }
+  static void store(T* p, V a) { *p = a; }
+  static V load_tail(const T* p, int64_t n, T fill) { return n > 0 ? *p : fill; }
+  static void store_tail(T* p, int64_t n, V a) {
+    if (n > 0) *p = a;
+  }
+  static V set(T a) { return a; }
+  static V zero() { return T(0); }
+  static V fma(V a, V b, V c) { return a * b + c; }
+  static V min(V a, V b) { return b < a ? b : a; }
+  static V max(V a, V b) { return a < b ? b : a; }
+  static V abs(V a) { return std::fabs(a); }
+  static M lt(V a, V b) { return a < b; }
+  static M le(V a, V b) { return a <= b; }
+  static M gt(V a, V b) { return a > b; }
+  static M ge(V a, V b) { return a >= b; }
+  static M eq(V a, V b) { return a == b; }
+  static M isnan(V a) { return a != a; }
+  static M mask_and(M a, M b) { return a && b; }
+  static M mask_or(M a, M b) { return a || b; }
+  static M mask_not(M a) { return !a; }
+  static bool any(M a) { return a; }
+  static V select(M m, V a, V b) { return m ? a : b; }
+  static V round_int(V a) { return std::nearbyint(a); }
+
+  using U = typename ScalarBits<T>::U;
+  static U bits(V a) {
+    U u;
+    std::memcpy(&u, &a, sizeof u);
+    return u;
+  }
+  static V from_bits(U u) {
+    V a;
+    std::memcpy(&a, &u, sizeof a);
+    return a;
+  }
+  static V pow2i(V n) {
+    const auto e = static_cast<U>(static_cast<int64_t>(n) + ScalarBits<T>::bias);
+    return from_bits(static_cast<U>(e << ScalarBits<T>::mant_bits));
+  }
+  static V exponent(V x) {
+    return static_cast<T>(static_cast<int64_t>(bits(x) >> ScalarBits<T>::mant_bits) - ScalarBits<T>::bias);
+  }
+  static V mantissa(V x) {
+    const U mant_mask = (U(1) << ScalarBits<T>::mant_bits) - 1;
+    return from_bits((bits(x) & mant_mask) | bits(T(1)));
+  }
+  static T reduce_max(V a) { return a; }
+  static T reduce_min(V a) { return a; }
+  static T reduce_add(V a) { return a; }
+
+  static Acc acc_zero() { return 0.0; }
+  static void acc_add(Acc& acc, V a) { acc += static_cast<double>(a); }
+  static Acc acc_plus(Acc a, Acc b) { return a + b; }
+  static double acc_sum(Acc acc) { return acc; }
+};
+
+}  // namespace LO_TARGET
+}  // namespace logitops

@@ -1,0 +1,153 @@
+// Vectorized exp, log1p and log over the vector layer, written once for float and double.
+//
+// Contract (proved by tests/test_vmath.py against float64 / mpmath over the whole range):
+//   vexp(x)   float: <= 1 ulp on [-87.3, 88.72] (normal results), correctly underflows
+//             to subnormals and 0 below, +inf above 88.7228; double: <= 1 ulp on
+//             [-708.39, 709.78], subnormal/0 below, +inf above.  exp(0) == 1 exactly,
+//             exp(-inf) = 0, exp(+inf) = inf, NaN -> NaN.
+//   vlog1p(x) <= 2 ulp for x > -1; log1p(-1) = -inf, x < -1 -> NaN, +inf -> +inf,
+//             NaN -> NaN, signed zeros and tiny x returned exactly.
+//   vlog(x)   <= 2 ulp for positive normal and subnormal x; log(0) = -inf, x < 0 -> NaN,
+//             +inf -> +inf, NaN -> NaN.
+//
+// exp: x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2 so n*ln2_hi is exact),
+// exp(r) by its Taylor polynomial (degree 7 for float, 13 for double: truncation below
+// 0.1 ulp), then scaled by 2^n in two halves so 2^n never leaves the normal range and
+// a subnormal result is rounded once.
+// log: u = m * 2^k with m in [sqrt(1/2), sqrt(2)), f = m - 1 exactly, s = f/(2+f),
+// log(1+f) = f - f^2/2 + s*(f^2/2 + R(s^2)) where R is the atanh series
+// 2z/3 + 2z^2/5 + ... (fdlibm's arrangement: the large terms f and f^2/2 are exact-ish, the
+// rounded s only enters a small correction). For log1p, u = 1 + x is rounded and the
+// rounding error c = (1 + x) - u is added back as c/u.
+#pragma once
+
+#include "simd/vec.h"
+
+namespace logitops {
+namespace LO_TARGET {
+
+template <class T>
+struct MathConst;
+
+template <>
+struct MathConst<float> {
+  static constexpr float log2e = 1.44269504088896341f;
+  static constexpr float ln2_hi = 0.693359375f;
+  static constexpr float ln2_lo = -2.12194440e-4f;
+  static constexpr float exp_lo = -104.0f;  // exp(x) rounds to 0 below this
+  static constexpr float exp_hi = 89.0f;    // exp(x) overflows above this
+  static constexpr int exp_degree = 7;
+  static constexpr int log_terms = 4;       // R(z) = sum_{k=1..4} 2 z^k / (2k+1)
+  static constexpr int mant_bits = 23;
+};
+
+template <>
+struct MathConst<double> {
+  static constexpr double log2e = 1.44269504088896338700e+00;
+  static constexpr double ln2_hi = 6.93147180369123816490e-01;
+  static constexpr double ln2_lo = 1.90821492927058770002e-10;
+  static constexpr double exp_lo = -746.0;
+  static constexpr double exp_hi = 710.0;
+  static constexpr int exp_degree = 13;
+  static constexpr int log_terms = 11;
+  static constexpr int mant_bits = 52;
+};
+
+// exp(x)
+template <class T>
+inline typename Simd<T>::V vexp(typename Simd<T>::V x) {
+  using S = Simd<T>;
+  using C = MathConst<T>;
+  using V = typename S::V;
+  // Clamp (NaN lanes are repaired at the end); outside the clamp the result is 0 or inf anyway.
+  const V xc = S::min(S::max(x, S::set(C::exp_lo)), S::set(C::exp_hi));
+  const V n = S::round_int(xc * S::set(C::log2e));
+  V r = S::fma(n, S::set(-C::ln2_hi), xc);
+  r = S::fma(n, S::set(-C::ln2_lo), r);
+  // Taylor polynomial, Horner from the highest degree: coefficients 1/k!.
+  T inv_fact[C::exp_degree + 1];
+  inv_fact[0] = T(1);
+  for (int k = 1; k <= C::exp_degree; ++k) inv_fact[k] = inv_fact[k - 1] / T(k);
+  V p = S::set(inv_fact[C::exp_degree]);
+  for (int k = C::exp_degree - 1; k >= 0; --k) p = S::fma(p, r, S::set(inv_fact[k]));
+  // 2^n = 2^n1 * 2^n2, both halves in the normal range.
+  const V n1 = S::round_int(n * S::set(T(0.5)) - S::set(T(0.25)));  // floor(n/2) for integer n
+  const V n2 = n - n1;
+  const V y = (p * S::pow2i(n1)) * S::pow2i(n2);
+  return S::select(S::isnan(x), x, y);
+}
+
+// log(1 + f) + k*ln2 + c for f = m - 1, m in [sqrt(1/2), sqrt(2)); shared by log and log1p.
+template <class T>
+inline typename Simd<T>::V log_reduced(typename Simd<T>::V f, typename Simd<T>::V k, typename Simd<T>::V c) {
+  using S = Simd<T>;
+  using C = MathConst<T>;
+  using V = typename S::V;
+  const V s = f / (S::set(T(2)) + f);
+  const V z = s * s;
+  V R = S::set(T(2) / T(2 * C::log_terms + 1));
+  for (int j = C::log_terms - 1; j >= 1; --j) R = S::fma(R, z, S::set(T(2) / T(2 * j + 1)));
+  R = R * z;
+  const V hfsq = S::set(T(0.5)) * f * f;
+  // k*ln2_hi is exact; everything small is summed before it meets the large terms.
+  const V small = S::fma(s, hfsq + R, S::fma(k, S::set(T(C::ln2_lo)), c));
+  return S::fma(k, S::set(T(C::ln2_hi)), f - (hfsq - small));
+}
+
+// Splits positive normal u into m in [sqrt(1/2), sqrt(2)) and k with u = m * 2^k.
+template <class T>
+inline void split_log_argument(typename Simd<T>::V u, typename Simd<T>::V& m, typename Simd<T>::V& k) {
+  using S = Simd<T>;
+  m = S::mantissa(u);
+  k = S::exponent(u);
+  const auto big = S::gt(m, S::set(T(1.41421356237309504880)));
+  m = S::select(big, m * S::set(T(0.5)), m);
+  k = S::select(big, k + S::set(T(1)), k);
+}
+
+template <class T>
+inline typename Simd<T>::V vlog1p(typename Simd<T>::V x) {
+  using S = Simd<T>;
+  using C = MathConst<T>;
+  using V = typename S::V;
+  const V one = S::set(T(1));
+  const V u = one + x;
+  // c = (1 + x) - u exactly (fdlibm): for u >= 2, u - x is exact; otherwise u - 1 is exact.
+  const auto u_ge_2 = S::ge(u, S::set(T(2)));
+  V c = S::select(u_ge_2, one - (u - x), x - (u - one));
+  // Beyond 2^(mant_bits+2) the correction is below half an ulp of the result.
+  c = S::select(S::lt(u, S::set(std::ldexp(T(1), C::mant_bits + 2))), c / u, S::zero());
+  V m, k;
+  split_log_argument<T>(S::max(u, S::set(std::numeric_limits<T>::min())), m, k);
+  V y = log_reduced<T>(m - one, k, c);
+  // Special values.
+  const T inf = std::numeric_limits<T>::infinity();
+  y = S::select(S::eq(x, S::set(-T(1))), S::set(-inf), y);
+  y = S::select(S::lt(x, S::set(-T(1))), S::set(std::numeric_limits<T>::quiet_NaN()), y);
+  y = S::select(S::eq(x, S::set(inf)), x, y);
+  y = S::select(S::eq(x, S::zero()), x, y);  // keeps -0
+  return S::select(S::isnan(x), x, y);
+}
+
+template <class T>
+inline typename Simd<T>::V vlog(typename Simd<T>::V x) {
+  using S = Simd<T>;
+  using C = MathConst<T>;
+  using V = typename S::V;
+  // Subnormals: scale into the normal range first.
+  const auto sub = S::lt(x, S::set(std::numeric_limits<T>::min()));
+  const V scale = S::set(std::ldexp(T(1), C::mant_bits + 2));
+  const V xs = S::select(sub, x * scale, x);
+  V m, k;
+  split_log_argument<T>(S::max(xs, S::set(std::numeric_limits<T>::min())), m, k);
+  k = S::select(sub, k - S::set(T(C::mant_bits + 2)), k);
+  V y = log_reduced<T>(m - S::set(T(1)), k, S::zero());
+  const T inf = std::numeric_limits<T>::infinity();
+  y = S::select(S::eq(x, S::zero()), S::set(-inf), y);
+  y = S::select(S::lt(x, S::zero()), S::set(std::numeric_limits<T>::quiet_NaN()), y);
+  y = S::select(S::eq(x, S::set(inf)), x, y);
+  return S::select(S::isnan(x), x, y);
+}
+
+}  // namespace LO_TARGET
+}  // namespace logitops

@@ -1,0 +1,71 @@
+"""logitops: numerically stable log-sum-exp, softmax, sigmoid and classification losses,
+forward and backward, on NumPy arrays, with torch.nn.functional's semantics.
+
+See SPEC.md for the contract. The C++ core picks its SIMD path once at import
+(``isa()``; force the portable one with ``LOGITOPS_ISA=scalar``).
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _core
+except ImportError as exc:  # pragma: no cover - only without a build
+    if "LOGITOPS_ISA" in str(exc):
+        raise
+    raise ImportError(
+        "logitops._core could not be imported: did you forget to build the package? "
+        "Install it with `pip install .` from the source tree."
+    ) from exc
+
+from ._primitives import (
+    log_sigmoid,
+    log_sigmoid_backward,
+    log_softmax,
+    log_softmax_backward,
+    logsumexp,
+    logsumexp_backward,
+    sigmoid,
+    sigmoid_backward,
+    softmax,
+    softmax_backward,
+)
+
+__version__ = "0.1.0"
+
+
+def isa() -> str:
+    """The SIMD instruction set the kernels run on ("avx2", "scalar")."""
+    return _core.isa()
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the kernels may use (>= 1). Results do not depend on it, bit for bit."""
+    import numbers
+
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _core.set_num_threads(int(min(n, 1024)))
+
+
+def get_num_threads() -> int:
+    """Threads the kernels may use (LOGITOPS_NUM_THREADS, else the number of CPUs)."""
+    return _core.get_num_threads()
+
+
+__all__ = [
+    "isa",
+    "set_num_threads",
+    "get_num_threads",
+    "logsumexp",
+    "logsumexp_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "softmax",
+    "softmax_backward",
+    "log_sigmoid",
+    "log_sigmoid_backward",
+    "sigmoid",
+    "sigmoid_backward",
+]

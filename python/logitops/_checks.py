@@ -1,0 +1,83 @@
+"""Argument checking shared by every public function: the API's words and its errors."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def float_array(a: Any, name: str) -> np.ndarray:
+    """`a` itself if it is a float32/float64 ndarray; TypeError naming `name` otherwise."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
+    return a
+
+
+def result_dtype(*arrays: np.ndarray | None) -> np.dtype:
+    """The computation dtype of float arrays, promoted as torch does (float32 + float64 -> float64)."""
+    dts = [a.dtype for a in arrays if a is not None]
+    return np.dtype(np.float64) if np.dtype(np.float64) in dts else np.dtype(np.float32)
+
+
+def contiguous(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A C-contiguous array of `dtype` with a's values (a itself when it already is one)."""
+    if a.dtype == dtype and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def check_reduction(reduction: Any) -> str:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    return reduction
+
+
+def grad_scalar(grad_output: Any, dtype: np.dtype, reduction: str) -> float:
+    """The upstream gradient of a reduced ("mean"/"sum") loss as a Python float."""
+    if isinstance(grad_output, np.ndarray):
+        if grad_output.size != 1:
+            raise ValueError(
+                f"grad_output must be a scalar for reduction={reduction!r}, got shape {grad_output.shape}"
+            )
+        if grad_output.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"grad_output must have dtype float32 or float64, got {grad_output.dtype}")
+        return float(grad_output.reshape(()))
+    if isinstance(grad_output, (numbers.Real, np.floating)) and not isinstance(grad_output, (bool, np.bool_)):
+        return float(grad_output)
+    raise TypeError(f"grad_output must be a float or a 1-element array, got {type(grad_output).__name__}")
+
+
+def normalize_axes(ndim: int, axis: Any, name: str = "axis") -> tuple[int, ...]:
+    """Axes as a sorted tuple of non-negative ints; AxisError (a ValueError) if out of range.
+
+    A 0-d array is treated as having one axis (axis 0 or -1), as torch does.
+    """
+    nd = max(ndim, 1)
+    if axis is None:
+        return tuple(range(nd))
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, a tuple of ints or None, got {type(axis).__name__}")
+    if isinstance(axis, (numbers.Integral, np.integer)):
+        items: Sequence[Any] = (axis,)
+    elif isinstance(axis, (tuple, list)):
+        items = axis
+    else:
+        raise TypeError(f"{name} must be an int, a tuple of ints or None, got {type(axis).__name__}")
+    out = []
+    for a in items:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (numbers.Integral, np.integer)):
+            raise TypeError(f"{name} must contain ints, got {type(a).__name__}")
+        a = int(a)
+        if not -nd <= a < nd:
+            raise np.exceptions.AxisError(f"{name} {a} is out of bounds for an array of dimension {ndim}")
+        out.append(a % nd)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} {tuple(items)} has repeated entries")
+    return tuple(sorted(out))

@@ -1,0 +1,118 @@
+"""logsumexp, log_softmax, softmax, log_sigmoid, sigmoid and their backward functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._checks import contiguous, float_array, normalize_axes, result_dtype
+from ._rows import RowLayout
+
+Axis = Any  # int | tuple[int, ...] | None
+
+
+def _scalar_or_array(out: np.ndarray) -> Any:
+    return out[()] if out.ndim == 0 else out
+
+
+def _layout(x: np.ndarray, axis: Axis) -> RowLayout:
+    return RowLayout.of(x.shape, normalize_axes(x.ndim, axis))
+
+
+def logsumexp(x: np.ndarray, axis: Axis = -1, keepdims: bool = False) -> Any:
+    """log(sum(exp(x))) over `axis` (torch.logsumexp); -inf for an empty reduction."""
+    x = float_array(x, "x")
+    lay = _layout(x, axis)
+    out = _core.logsumexp(lay.to_rows(x, x.dtype))
+    return _scalar_or_array(out.reshape(lay.reduced_shape(keepdims, x.ndim)))
+
+
+def logsumexp_backward(grad_output: Any, x: np.ndarray, axis: Axis = -1, keepdims: bool = False) -> np.ndarray:
+    """Gradient of logsumexp with respect to x: grad_output * softmax(x) over `axis`."""
+    x = float_array(x, "x")
+    g = _grad_array(grad_output)
+    lay = _layout(x, axis)
+    want = lay.reduced_shape(keepdims, x.ndim)
+    if g.shape != want and not (g.size == lay.rows and g.size == int(np.prod(want, dtype=np.int64)) and g.ndim == len(want) == 0):
+        raise ValueError(f"grad_output has shape {g.shape}, expected {want} (the shape of logsumexp(x))")
+    dt = result_dtype(x, g)
+    out = _core.logsumexp_backward(contiguous(g, dt).reshape(lay.rows), lay.to_rows(x, dt))
+    return lay.from_rows(out, x.ndim)
+
+
+def _row_map(fn: Any, x: Any, axis: Axis) -> np.ndarray:
+    x = float_array(x, "x")
+    lay = _layout(x, axis)
+    return lay.from_rows(fn(lay.to_rows(x, x.dtype)), x.ndim)
+
+
+def _row_grad(fn: Any, grad_output: Any, x: Any, axis: Axis) -> np.ndarray:
+    x = float_array(x, "x")
+    g = _grad_array(grad_output)
+    if g.shape != x.shape:
+        raise ValueError(f"grad_output has shape {g.shape}, expected {x.shape} (the shape of x)")
+    lay = _layout(x, axis)
+    dt = result_dtype(x, g)
+    return lay.from_rows(fn(lay.to_rows(g, dt), lay.to_rows(x, dt)), x.ndim)
+
+
+def _grad_array(grad_output: Any) -> np.ndarray:
+    if isinstance(grad_output, (float, np.floating)) and not isinstance(grad_output, np.ndarray):
+        grad_output = np.asarray(grad_output)
+    return float_array(grad_output, "grad_output")
+
+
+def log_softmax(x: np.ndarray, axis: Axis = -1) -> np.ndarray:
+    """log(softmax(x)) over `axis` (F.log_softmax), exact at the row maximum."""
+    return _row_map(_core.log_softmax, x, axis)
+
+
+def softmax(x: np.ndarray, axis: Axis = -1) -> np.ndarray:
+    """exp(x) / sum(exp(x)) over `axis` (F.softmax)."""
+    return _row_map(_core.softmax, x, axis)
+
+
+def log_softmax_backward(grad_output: np.ndarray, x: np.ndarray, axis: Axis = -1) -> np.ndarray:
+    """Gradient of log_softmax: grad_output - softmax(x) * sum(grad_output) over `axis`."""
+    return _row_grad(_core.log_softmax_backward, grad_output, x, axis)
+
+
+def softmax_backward(grad_output: np.ndarray, x: np.ndarray, axis: Axis = -1) -> np.ndarray:
+    """Gradient of softmax: y * (grad_output - sum(grad_output * y)) with y = softmax(x)."""
+    return _row_grad(_core.softmax_backward, grad_output, x, axis)
+
+
+def _elementwise(fn: Any, x: Any) -> np.ndarray:
+    x = float_array(x, "x")
+    return fn(contiguous(x, x.dtype))
+
+
+def _elementwise_grad(fn: Any, grad_output: Any, x: Any) -> np.ndarray:
+    x = float_array(x, "x")
+    g = _grad_array(grad_output)
+    if g.shape != x.shape:
+        raise ValueError(f"grad_output has shape {g.shape}, expected {x.shape} (the shape of x)")
+    dt = result_dtype(x, g)
+    return fn(contiguous(g, dt), contiguous(x, dt))
+
+
+def log_sigmoid(x: np.ndarray) -> np.ndarray:
+    """log(sigmoid(x)) = -softplus(-x) (F.logsigmoid), exact for large |x|."""
+    return _elementwise(_core.log_sigmoid, x)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) (torch.sigmoid), without overflow."""
+    return _elementwise(_core.sigmoid, x)
+
+
+def log_sigmoid_backward(grad_output: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of log_sigmoid: grad_output * sigmoid(-x)."""
+    return _elementwise_grad(_core.log_sigmoid_backward, grad_output, x)
+
+
+def sigmoid_backward(grad_output: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Gradient of sigmoid: grad_output * sigmoid(x) * sigmoid(-x)."""
+    return _elementwise_grad(_core.sigmoid_backward, grad_output, x)

@@ -1,0 +1,25 @@
+"""Every test runs once per instruction set this machine can execute (ids [scalar], [avx2]),
+so the portable path is as tested as the fast one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import logitops as lo
+from logitops import _core
+
+ISAS = list(_core.available_isas())
+
+
+@pytest.fixture(params=ISAS, autouse=True)
+def isa(request):
+    before = _core.isa()
+    _core._set_isa(request.param)
+    yield request.param
+    _core._set_isa(before)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
