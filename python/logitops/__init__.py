@@ -30,6 +30,10 @@ from ._primitives import (
     softmax_backward,
 )
 
+from . import _binary, _cross_entropy
+from ._binary import *  # noqa: F401,F403  (its __all__)
+from ._cross_entropy import *  # noqa: F401,F403  (its __all__)
+
 __version__ = "0.1.0"
 
 
@@ -68,4 +72,6 @@ __all__ = [
     "log_sigmoid_backward",
     "sigmoid",
     "sigmoid_backward",
+    *_binary.__all__,
+    *_cross_entropy.__all__,
 ]
