@@ -22,7 +22,7 @@ py::array vmath_probe(const std::string& fn, py::array x, const std::string& isa
     const VmathKernels<T>& k = [&]() -> const VmathKernels<T>& {
       if constexpr (std::is_same_v<T, float>) return table->f32; else return table->f64;
     }();
-    auto f = fn == "exp" ? k.exp : fn == "log1p" ? k.log1p : fn == "log" ? k.log : nullptr;
+    auto f = fn == "exp" ? k.exp : fn == "log1p" ? k.log1p : fn == "log" ? k.log : fn == "softplus" ? k.softplus : nullptr;
     if (!f) throw py::value_error("fn: unknown " + fn);
     std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
     auto out = new_array<T>(shape);

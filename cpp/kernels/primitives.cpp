@@ -10,7 +10,10 @@ namespace {
 
 template <class T>
 void logsumexp_rows(const T* x, int64_t rows, int64_t cols, T* out) {
-  for (int64_t r = 0; r < rows; ++r) out[r] = static_cast<T>(row_stats(x + r * cols, cols).lse());
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* next = r + 1 < rows ? x + (r + 1) * cols : nullptr;
+    out[r] = static_cast<T>(row_stats(x + r * cols, cols, next).lse());
+  }
 }
 
 // A row of all -inf (or an empty row) has no softmax: torch gives NaN, and so do we.
@@ -33,7 +36,12 @@ void log_softmax_rows(const T* x, int64_t rows, int64_t cols, T* out) {
     }
     const V mv = S::set(st.max);
     const V log_z = S::set(static_cast<T>(st.log_z()));
-    map_unary(xr, cols, o, [&](V xv) { return S::select(S::eq(xv, mv), S::zero(), xv - mv) - log_z; });
+    if (st.max == std::numeric_limits<T>::infinity()) {
+      // The limit: 0 - log(#ties) at the +inf entries, -inf elsewhere (NaN stays NaN).
+      map_unary(xr, cols, o, [&](V xv) { return S::select(S::eq(xv, mv), S::zero(), xv - mv) - log_z; });
+      continue;
+    }
+    map_unary(xr, cols, o, [&](V xv) { return (xv - mv) - log_z; });
   }
 }
 
@@ -119,7 +127,7 @@ struct SigmoidPair {
 template <class T>
 inline SigmoidPair<T> sigmoid_pair(typename Simd<T>::V x) {
   using S = Simd<T>;
-  const auto e = vexp<T>(-S::abs(x));
+  const auto e = vexp_nonpos<T>(-S::abs(x));  // below FLT_MIN flushed: sigmoid(-|x|) < FLT_MIN
   const auto r = S::set(T(1)) / (S::set(T(1)) + e);
   const auto er = e * r;
   const auto nonneg = S::ge(x, S::zero());
@@ -129,9 +137,7 @@ inline SigmoidPair<T> sigmoid_pair(typename Simd<T>::V x) {
 template <class T>
 void log_sigmoid_n(const T* x, int64_t n, T* out) {
   using S = Simd<T>;
-  map_unary(x, n, out, [](typename S::V v) {
-    return S::min(v, S::zero()) - vlog1p<T>(vexp<T>(-S::abs(v)));
-  });
+  map_unary(x, n, out, [](typename S::V v) { return -vsoftplus<T>(-v); });
 }
 
 template <class T>

@@ -22,43 +22,62 @@ struct RowStats {
   double lse() const { return static_cast<double>(max) + std::log1p(others); }
 };
 
-// exp(d) for the lanes of x, with d as defined above; `tie` marks the lanes equal to m.
+// row_others for a row whose maximum m is +inf or -inf, one element at a time (rare):
+// elements equal to m are the ties (exp(d) = 1), the rest have exp(x - m) = 0, or NaN.
 template <class T>
-inline typename Simd<T>::V exp_shifted(typename Simd<T>::V x, typename Simd<T>::V m, typename Simd<T>::M& tie) {
-  using S = Simd<T>;
-  tie = S::eq(x, m);
-  return S::select(tie, S::set(T(1)), vexp<T>(x - m));
+inline double row_others_infinite_max(const T* x, int64_t n, T m, T* E, const T* G, double* g_dot_e,
+                                      double* g_sum) {
+  double sum = 0.0, ties = 0.0, dot = 0.0, gs = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    const bool tie = x[j] == m;
+    const T e = tie ? T(1) : std::exp(x[j] - m);
+    if (tie) ties += 1.0; else sum += static_cast<double>(e);
+    if (E) E[j] = e;
+    if (G) {
+      dot += static_cast<double>(G[j]) * static_cast<double>(e);
+      gs += static_cast<double>(G[j]);
+    }
+  }
+  if (G) {
+    *g_dot_e = dot;
+    *g_sum = gs;
+  }
+  return sum + (ties - 1.0);
 }
 
-// Second pass over a row. Computes `others`; when E is non-null also stores exp(d_j) in E[j]
-// (E may alias x), and when G is non-null sets *g_dot_e = sum_j G[j] * exp(d_j) and
-// *g_sum = sum_j G[j]. Sums are accumulated in double lanes.
+// Second pass over a row with maximum m (from row_max). Returns `others`; when E is non-null
+// also stores exp(d_j) in E[j] (E may alias x), and when G is non-null sets
+// *g_dot_e = sum_j G[j] * exp(d_j) and *g_sum = sum_j G[j]. Sums are accumulated in double.
+// This pass works from cache (the first pass just read the row) and is compute-bound; when
+// `next` is given (the next row, same length), it is prefetched meanwhile, so that row's
+// first pass does not wait on memory.
 template <class T>
 inline double row_others(const T* x, int64_t n, T m, T* E = nullptr, const T* G = nullptr,
-                         double* g_dot_e = nullptr, double* g_sum = nullptr) {
+                         double* g_dot_e = nullptr, double* g_sum = nullptr, const T* next = nullptr) {
   using S = Simd<T>;
   using V = typename S::V;
   using M = typename S::M;
+  if (!(std::fabs(m) <= std::numeric_limits<T>::max()))
+    return row_others_infinite_max(x, n, m, E, G, g_dot_e, g_sum);
   const V mv = S::set(m);
-  const V one = S::set(T(1));
-  auto acc = S::acc_zero(), ties = S::acc_zero(), dot = S::acc_zero(), gs = S::acc_zero();
-  // `valid` masks the lanes past the end of the row in the tail step.
+  auto acc = S::acc_zero(), dot = S::acc_zero(), gs = S::acc_zero();
+  int64_t ties = 0;
+  // m is finite here, so d = x - m is exactly 0 at the ties and exp(0) = 1 exactly.
   auto step = [&](V xv, V gv, M valid) {
-    M tie;
-    V e = exp_shifted<T>(xv, mv, tie);
-    e = S::select(valid, e, S::zero());
-    tie = S::mask_and(tie, valid);
+    const V e = S::select(valid, vexp_nonpos<T>(xv - mv), S::zero());
+    const M tie = S::mask_and(S::eq(xv, mv), valid);
+    ties += S::count(tie);
     S::acc_add(acc, S::select(tie, S::zero(), e));
-    S::acc_add(ties, S::select(tie, one, S::zero()));
     if (G) {
       S::acc_add(dot, gv * e);
       S::acc_add(gs, gv);
     }
     return e;
   };
-  const M all = S::eq(one, one);
+  const M all = S::eq(mv, mv);
   int64_t i = 0;
   for (; i + S::W <= n; i += S::W) {
+    if (next) __builtin_prefetch(next + i, 0, 3);
     const V e = step(S::load(x + i), G ? S::load(G + i) : S::zero(), all);
     if (E) S::store(E + i, e);
   }
@@ -74,13 +93,13 @@ inline double row_others(const T* x, int64_t n, T m, T* E = nullptr, const T* G 
     *g_dot_e = S::acc_sum(dot);
     *g_sum = S::acc_sum(gs);
   }
-  return S::acc_sum(acc) + (S::acc_sum(ties) - 1.0);
+  return S::acc_sum(acc) + static_cast<double>(ties - 1);
 }
 
 template <class T>
-inline RowStats<T> row_stats(const T* x, int64_t n) {
+inline RowStats<T> row_stats(const T* x, int64_t n, const T* next = nullptr) {
   const T m = row_max(x, n);
-  return {m, row_others(x, n, m)};
+  return {m, row_others<T>(x, n, m, nullptr, nullptr, nullptr, nullptr, next)};
 }
 
 }  // namespace LO_TARGET

@@ -20,11 +20,16 @@ void log_n(const T* x, int64_t n, T* out) {
   map_unary(x, n, out, [](typename Simd<T>::V v) { return vlog<T>(v); });
 }
 
+template <class T>
+void softplus_n(const T* x, int64_t n, T* out) {
+  map_unary(x, n, out, [](typename Simd<T>::V v) { return vsoftplus<T>(v); });
+}
+
 }  // namespace
 
 const VmathTable& vmath_table() {
-  static const VmathTable table{{exp_n<float>, log1p_n<float>, log_n<float>},
-                                {exp_n<double>, log1p_n<double>, log_n<double>}};
+  static const VmathTable table{{exp_n<float>, log1p_n<float>, log_n<float>, softplus_n<float>},
+                                {exp_n<double>, log1p_n<double>, log_n<double>, softplus_n<double>}};
   return table;
 }
 

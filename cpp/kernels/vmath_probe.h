@@ -12,6 +12,7 @@ struct VmathKernels {
   void (*exp)(const T* x, int64_t n, T* out);
   void (*log1p)(const T* x, int64_t n, T* out);
   void (*log)(const T* x, int64_t n, T* out);
+  void (*softplus)(const T* x, int64_t n, T* out);
 };
 
 struct VmathTable {

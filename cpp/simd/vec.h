@@ -10,8 +10,10 @@
 //   W             lanes per register
 //   load/store    unaligned full-width; load_tail/store_tail for the last n < W lanes
 //                 (load_tail fills the missing lanes with `fill`)
-//   set, zero, fma(a,b,c)=a*b+c (fused where the ISA has it), min/max (NaN-propagating
-//   from the first argument is NOT promised: callers handle NaN explicitly), abs
+//   set, zero, fma(a,b,c)=a*b+c (fused where the ISA has it), abs
+//   min(a,b) = a < b ? a : b, max(a,b) = a > b ? a : b (x86 semantics: when either is NaN the
+//   SECOND operand is returned, so min(bound, x) and max(bound, x) propagate a NaN x)
+//   count(m)       number of true lanes
 //   lt/le/gt/ge/eq/isnan -> M; select(m, a, b) = m ? a : b; any(m); mask_and/mask_or/mask_not
 //   round_int(x)  round to nearest integer (ties to even) in floating point
 //   pow2i(n)      2^n for integer-valued n within the normal exponent range

@@ -43,6 +43,7 @@ struct Simd<float> {
   static V min(V a, V b) { return _mm256_min_ps(a, b); }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static V abs(V a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+  static int64_t count(M m) { return __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(m))); }
   static M lt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
   static M le(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
   static M gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
@@ -120,6 +121,7 @@ struct Simd<double> {
   static V min(V a, V b) { return _mm256_min_pd(a, b); }
   static V max(V a, V b) { return _mm256_max_pd(a, b); }
   static V abs(V a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+  static int64_t count(M m) { return __builtin_popcount(static_cast<unsigned>(_mm256_movemask_pd(m))); }
   static M lt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
   static M le(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LE_OQ); }
   static M gt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }

@@ -36,8 +36,9 @@ struct Simd {
   static V set(T a) { return a; }
   static V zero() { return T(0); }
   static V fma(V a, V b, V c) { return a * b + c; }
-  static V min(V a, V b) { return b < a ? b : a; }
-  static V max(V a, V b) { return a < b ? b : a; }
+  static V min(V a, V b) { return a < b ? a : b; }
+  static V max(V a, V b) { return a > b ? a : b; }
+  static int64_t count(M m) { return m ? 1 : 0; }
   static V abs(V a) { return std::fabs(a); }
   static M lt(V a, V b) { return a < b; }
   static M le(V a, V b) { return a <= b; }
@@ -64,6 +65,7 @@ struct Simd {
     return a;
   }
   static V pow2i(V n) {
+    if (!(n == n)) return n;  // NaN: the conversion below would be undefined
     const auto e = static_cast<U>(static_cast<int64_t>(n) + ScalarBits<T>::bias);
     return from_bits(static_cast<U>(e << ScalarBits<T>::mant_bits));
   }

@@ -1,12 +1,15 @@
 // Vectorized exp, log1p and log over the vector layer, written once for float and double.
 //
 // Contract (proved by tests/test_vmath.py against float64 / mpmath over the whole range):
+//   vexp_nonpos(d)  as vexp for d <= 0 with normal results; 0 where exp(d) < FLT_MIN (DBL_MIN).
 //   vexp(x)   float: <= 1 ulp on [-87.3, 88.72] (normal results), correctly underflows
 //             to subnormals and 0 below, +inf above 88.7228; double: <= 1 ulp on
 //             [-708.39, 709.78], subnormal/0 below, +inf above.  exp(0) == 1 exactly,
 //             exp(-inf) = 0, exp(+inf) = inf, NaN -> NaN.
 //   vlog1p(x) <= 2 ulp for x > -1; log1p(-1) = -inf, x < -1 -> NaN, +inf -> +inf,
 //             NaN -> NaN, signed zeros and tiny x returned exactly.
+//   vsoftplus(z) = log(1 + exp(z)) <= 2 ulp where the result is normal; vlog1p_unit(e) is
+//             log1p for e in [0, 1] only (no special values but NaN).
 //   vlog(x)   <= 2 ulp for positive normal and subnormal x; log(0) = -inf, x < 0 -> NaN,
 //             +inf -> +inf, NaN -> NaN.
 //
@@ -36,6 +39,7 @@ struct MathConst<float> {
   static constexpr float ln2_lo = -2.12194440e-4f;
   static constexpr float exp_lo = -104.0f;  // exp(x) rounds to 0 below this
   static constexpr float exp_hi = 89.0f;    // exp(x) overflows above this
+  static constexpr float exp_min_normal_arg = -87.3365447505f;  // log(FLT_MIN)
   static constexpr int exp_degree = 7;
   static constexpr int log_terms = 4;       // R(z) = sum_{k=1..4} 2 z^k / (2k+1)
   static constexpr int mant_bits = 23;
@@ -48,42 +52,73 @@ struct MathConst<double> {
   static constexpr double ln2_lo = 1.90821492927058770002e-10;
   static constexpr double exp_lo = -746.0;
   static constexpr double exp_hi = 710.0;
+  static constexpr double exp_min_normal_arg = -708.39641853226408;  // log(DBL_MIN)
   static constexpr int exp_degree = 13;
   static constexpr int log_terms = 11;
   static constexpr int mant_bits = 52;
 };
 
-// exp(x)
+// exp(r) for |r| <= ln2/2 by its Taylor polynomial (Horner from the highest degree).
+template <class T>
+inline typename Simd<T>::V exp_reduced_poly(typename Simd<T>::V r) {
+  using S = Simd<T>;
+  using C = MathConst<T>;
+  T inv_fact[C::exp_degree + 1];  // 1/k!, folded to constants by the compiler
+  inv_fact[0] = T(1);
+  for (int k = 1; k <= C::exp_degree; ++k) inv_fact[k] = inv_fact[k - 1] / T(k);
+  typename S::V p = S::set(inv_fact[C::exp_degree]);
+  for (int k = C::exp_degree - 1; k >= 0; --k) p = S::fma(p, r, S::set(inv_fact[k]));
+  return p;
+}
+
+// n = round(x / ln2) and r = x - n*ln2 (Cody-Waite: n*ln2_hi is exact).
+template <class T>
+inline typename Simd<T>::V exp_reduce(typename Simd<T>::V x, typename Simd<T>::V& n) {
+  using S = Simd<T>;
+  using C = MathConst<T>;
+  n = S::round_int(x * S::set(C::log2e));
+  const typename S::V r = S::fma(n, S::set(-C::ln2_hi), x);
+  return S::fma(n, S::set(-C::ln2_lo), r);
+}
+
+// exp(x) over the whole range (see the contract above).
 template <class T>
 inline typename Simd<T>::V vexp(typename Simd<T>::V x) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;
-  // Clamp (NaN lanes are repaired at the end); outside the clamp the result is 0 or inf anyway.
-  const V xc = S::min(S::max(x, S::set(C::exp_lo)), S::set(C::exp_hi));
-  const V n = S::round_int(xc * S::set(C::log2e));
-  V r = S::fma(n, S::set(-C::ln2_hi), xc);
-  r = S::fma(n, S::set(-C::ln2_lo), r);
-  // Taylor polynomial, Horner from the highest degree: coefficients 1/k!.
-  T inv_fact[C::exp_degree + 1];
-  inv_fact[0] = T(1);
-  for (int k = 1; k <= C::exp_degree; ++k) inv_fact[k] = inv_fact[k - 1] / T(k);
-  V p = S::set(inv_fact[C::exp_degree]);
-  for (int k = C::exp_degree - 1; k >= 0; --k) p = S::fma(p, r, S::set(inv_fact[k]));
-  // 2^n = 2^n1 * 2^n2, both halves in the normal range.
+  // Clamp; outside it the result is 0 or inf anyway. The bound goes first so a NaN x survives
+  // (max/min return their second operand on NaN) and poisons the result.
+  const V xc = S::min(S::set(C::exp_hi), S::max(S::set(C::exp_lo), x));
+  V n;
+  const V p = exp_reduced_poly<T>(exp_reduce<T>(xc, n));
+  // 2^n = 2^n1 * 2^n2, both halves in the normal range, so a subnormal result is rounded once.
   const V n1 = S::round_int(n * S::set(T(0.5)) - S::set(T(0.25)));  // floor(n/2) for integer n
-  const V n2 = n - n1;
-  const V y = (p * S::pow2i(n1)) * S::pow2i(n2);
-  return S::select(S::isnan(x), x, y);
+  return (p * S::pow2i(n1)) * S::pow2i(n - n1);
 }
 
-// log(1 + f) + k*ln2 + c for f = m - 1, m in [sqrt(1/2), sqrt(2)); shared by log and log1p.
+// exp(d) for d <= 0 (or NaN), with results below the smallest normal number flushed to zero:
+// the shifted exponentials of softmax-shaped kernels, where such values are below FLT_MIN
+// (DBL_MIN) and the single 2^n scaling saves a third of the work.
 template <class T>
-inline typename Simd<T>::V log_reduced(typename Simd<T>::V f, typename Simd<T>::V k, typename Simd<T>::V c) {
+inline typename Simd<T>::V vexp_nonpos(typename Simd<T>::V d) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V lo = S::set(MathConst<T>::exp_min_normal_arg);
+  V n;
+  const V p = exp_reduced_poly<T>(exp_reduce<T>(S::max(lo, d), n));
+  return S::select(S::lt(d, lo), S::zero(), p * S::pow2i(n));
+}
+
+// log(1 + f) + k*ln2 + c for f = m - 1, m in [sqrt(1/2), sqrt(2)), given s = f / (2 + f);
+// shared by log, log1p and log1p_unit. An error of a few ulp in s moves the result by a
+// small fraction of an ulp: s only enters the correction s*(hfsq + R), about f^3/4.
+template <class T>
+inline typename Simd<T>::V log_reduced_s(typename Simd<T>::V f, typename Simd<T>::V s, typename Simd<T>::V k,
+                                         typename Simd<T>::V c) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;
-  const V s = f / (S::set(T(2)) + f);
   const V z = s * s;
   V R = S::set(T(2) / T(2 * C::log_terms + 1));
   for (int j = C::log_terms - 1; j >= 1; --j) R = S::fma(R, z, S::set(T(2) / T(2 * j + 1)));
@@ -92,6 +127,12 @@ inline typename Simd<T>::V log_reduced(typename Simd<T>::V f, typename Simd<T>::
   // k*ln2_hi is exact; everything small is summed before it meets the large terms.
   const V small = S::fma(s, hfsq + R, S::fma(k, S::set(T(C::ln2_lo)), c));
   return S::fma(k, S::set(T(C::ln2_hi)), f - (hfsq - small));
+}
+
+template <class T>
+inline typename Simd<T>::V log_reduced(typename Simd<T>::V f, typename Simd<T>::V k, typename Simd<T>::V c) {
+  using S = Simd<T>;
+  return log_reduced_s<T>(f, f / (S::set(T(2)) + f), k, c);
 }
 
 // Splits positive normal u into m in [sqrt(1/2), sqrt(2)) and k with u = m * 2^k.
@@ -116,6 +157,8 @@ inline typename Simd<T>::V vlog1p(typename Simd<T>::V x) {
   const auto u_ge_2 = S::ge(u, S::set(T(2)));
   V c = S::select(u_ge_2, one - (u - x), x - (u - one));
   // Beyond 2^(mant_bits+2) the correction is below half an ulp of the result.
+  // Beyond 2^(mant_bits+2) the correction is below half an ulp of the result. (c/u needs a
+  // true division: for tiny x, c/u is the whole result.)
   c = S::select(S::lt(u, S::set(std::ldexp(T(1), C::mant_bits + 2))), c / u, S::zero());
   V m, k;
   split_log_argument<T>(S::max(u, S::set(std::numeric_limits<T>::min())), m, k);
@@ -147,6 +190,33 @@ inline typename Simd<T>::V vlog(typename Simd<T>::V x) {
   y = S::select(S::lt(x, S::zero()), S::set(std::numeric_limits<T>::quiet_NaN()), y);
   y = S::select(S::eq(x, S::set(inf)), x, y);
   return S::select(S::isnan(x), x, y);
+}
+
+// log1p(e) for e in [0, 1] (or NaN): the tail of softplus. u = 1 + e lies in [1, 2], so the
+// range reduction is one compare, there are no special values, and a single division serves
+// both s = f/(2+f) and the rounding correction c/u (for tiny e, u = 1 and c/u = e exactly).
+template <class T>
+inline typename Simd<T>::V vlog1p_unit(typename Simd<T>::V e) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V one = S::set(T(1));
+  const V u = one + e;
+  const V c = e - (u - one);  // (1 + e) - u, exact since u - 1 is
+  const auto big = S::ge(u, S::set(T(1.41421356237309504880)));
+  const V m = S::select(big, u * S::set(T(0.5)), u);
+  const V k = S::select(big, one, S::zero());
+  const V f = m - one;
+  const V two_f = S::set(T(2)) + f;
+  const V q = one / (two_f * u);
+  return log_reduced_s<T>(f, (f * u) * q, k, (c * two_f) * q);
+}
+
+// softplus(z) = log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): never overflows, and exact
+// (to rounding) for very negative z where it equals exp(z). NaN -> NaN; +-inf -> inf, 0.
+template <class T>
+inline typename Simd<T>::V vsoftplus(typename Simd<T>::V z) {
+  using S = Simd<T>;
+  return S::max(S::zero(), z) + vlog1p_unit<T>(vexp_nonpos<T>(-S::abs(z)));
 }
 
 }  // namespace LO_TARGET
