@@ -23,3 +23,7 @@ def isa(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_report_header(config):
+    return f"logitops from {lo.__file__}; ISAs tested: {', '.join(ISAS)}; default threads {lo.get_num_threads()}"
