@@ -13,7 +13,7 @@ REDUCTIONS = ("mean", "sum", "none")
 
 def float_array(a: Any, name: str) -> np.ndarray:
     """`a` itself if it is a float32/float64 ndarray; TypeError naming `name` otherwise."""
-    if not isinstance(a, np.ndarray):
+    if type(a) is not np.ndarray and not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")

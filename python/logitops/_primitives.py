@@ -18,7 +18,9 @@ def _scalar_or_array(out: np.ndarray) -> Any:
 
 
 def _layout(x: np.ndarray, axis: Axis) -> RowLayout:
-    return RowLayout.of(x.shape, normalize_axes(x.ndim, axis))
+    if axis == -1 and type(axis) is int and x.ndim:  # the common case, without the general checks
+        return RowLayout(x.shape, (x.ndim - 1,))
+    return RowLayout(x.shape, normalize_axes(x.ndim, axis))
 
 
 def logsumexp(x: np.ndarray, axis: Axis = -1, keepdims: bool = False) -> Any:
@@ -32,7 +34,7 @@ def logsumexp(x: np.ndarray, axis: Axis = -1, keepdims: bool = False) -> Any:
 def logsumexp_backward(grad_output: Any, x: np.ndarray, axis: Axis = -1, keepdims: bool = False) -> np.ndarray:
     """Gradient of logsumexp with respect to x: grad_output * softmax(x) over `axis`."""
     x = float_array(x, "x")
-    g = _grad_array(grad_output)
+    g = _grad_array(grad_output, x.dtype)
     lay = _layout(x, axis)
     want = lay.reduced_shape(keepdims, x.ndim)
     if g.shape != want and not (g.size == lay.rows and g.size == int(np.prod(want, dtype=np.int64)) and g.ndim == len(want) == 0):
@@ -50,7 +52,7 @@ def _row_map(fn: Any, x: Any, axis: Axis) -> np.ndarray:
 
 def _row_grad(fn: Any, grad_output: Any, x: Any, axis: Axis) -> np.ndarray:
     x = float_array(x, "x")
-    g = _grad_array(grad_output)
+    g = _grad_array(grad_output, x.dtype)
     if g.shape != x.shape:
         raise ValueError(f"grad_output has shape {g.shape}, expected {x.shape} (the shape of x)")
     lay = _layout(x, axis)
@@ -58,9 +60,13 @@ def _row_grad(fn: Any, grad_output: Any, x: Any, axis: Axis) -> np.ndarray:
     return lay.from_rows(fn(lay.to_rows(g, dt), lay.to_rows(x, dt)), x.ndim)
 
 
-def _grad_array(grad_output: Any) -> np.ndarray:
-    if isinstance(grad_output, (float, np.floating)) and not isinstance(grad_output, np.ndarray):
+def _grad_array(grad_output: Any, x_dtype: np.dtype) -> np.ndarray:
+    # A Python float is weakly typed (as in torch and NumPy): it takes x's dtype instead of
+    # promoting a float32 computation to float64. NumPy float scalars keep their dtype.
+    if isinstance(grad_output, np.floating):  # before float: np.float64 is a float subclass
         grad_output = np.asarray(grad_output)
+    elif isinstance(grad_output, float):
+        grad_output = np.asarray(grad_output, dtype=x_dtype)
     return float_array(grad_output, "grad_output")
 
 
@@ -91,7 +97,7 @@ def _elementwise(fn: Any, x: Any) -> np.ndarray:
 
 def _elementwise_grad(fn: Any, grad_output: Any, x: Any) -> np.ndarray:
     x = float_array(x, "x")
-    g = _grad_array(grad_output)
+    g = _grad_array(grad_output, x.dtype)
     if g.shape != x.shape:
         raise ValueError(f"grad_output has shape {g.shape}, expected {x.shape} (the shape of x)")
     dt = result_dtype(x, g)
