@@ -1,0 +1,181 @@
+"""Shared by the test files: the tolerance table, torch conversions and ulp error measurement.
+
+Tolerances (SPEC.md): results match torch within TOL[dtype] = (rtol, atol). Accuracy is
+measured in ulps of the result's dtype against a reference at least 11 bits more precise
+(float64 for float32 results; x87 long double or mpmath for float64 results), with errors
+below the dtype's smallest normal number not counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+F32 = np.dtype(np.float32)
+F64 = np.dtype(np.float64)
+DTYPES = (F32, F64)
+
+TOL = {F32: (1e-5, 1e-6), F64: (1e-12, 1e-13)}
+
+# x87 extended precision (64-bit mantissa) where numpy has it: a cheap reference for float64.
+LONGDOUBLE_IS_EXTENDED = np.finfo(np.longdouble).nmant >= 63
+
+
+def dtype_id(dt: Any) -> str:
+    return np.dtype(dt).name
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+def to_torch(a: Any, requires_grad: bool = False) -> torch.Tensor:
+    """A torch tensor with a's values and dtype (a copy: torch rejects negative strides)."""
+    t = torch.from_numpy(np.array(a, copy=True, order="C"))
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def torch_grad(fn, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
+    """d/dx of <fn(x), grad_output> by torch autograd, in x's dtype."""
+    tx = to_torch(x, requires_grad=True)
+    y = fn(tx)
+    y.backward(to_torch(np.asarray(grad_output, dtype=x.dtype)).reshape(y.shape))
+    return to_numpy(tx.grad)
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def assert_close(actual: Any, expected: Any, dtype: Any = None, rtol: float | None = None,
+                 atol: float | None = None, what: str = "") -> None:
+    """actual == expected within TOL[dtype] (NaN matches NaN, infinities match exactly).
+
+    Also checks the shape, and the dtype when `dtype` is given.
+    """
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    dt = np.dtype(dtype) if dtype is not None else actual.dtype
+    if dtype is not None:
+        assert actual.dtype == dt, f"{what}: dtype {actual.dtype}, expected {dt}"
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
+    r, a = TOL[dt]
+    np.testing.assert_allclose(
+        actual.astype(np.float64), expected.astype(np.float64),
+        rtol=r if rtol is None else rtol, atol=a if atol is None else atol,
+        equal_nan=True, err_msg=what,
+    )
+
+
+def _mant_bits(dt: np.dtype) -> int:
+    return np.finfo(dt).nmant + 1  # with the implicit bit: 24 / 53
+
+
+def mp_to_longdouble(values: Iterable[Any]) -> np.ndarray:
+    """mpmath numbers as long doubles (hi + lo, so x87 keeps 64 bits of each)."""
+    import mpmath
+
+    out = []
+    for v in values:
+        v = mpmath.mpf(v)
+        if mpmath.isnan(v) or mpmath.isinf(v):
+            out.append(np.longdouble(float(v)))
+            continue
+        hi = float(v)
+        if not np.isfinite(hi):  # beyond double's range
+            out.append(np.longdouble(hi))
+            continue
+        lo = float(v - hi)
+        out.append(np.longdouble(hi) + np.longdouble(lo))
+    return np.array(out, dtype=np.longdouble)
+
+
+def ulp_error(actual: Any, exact: Any) -> np.ndarray:
+    """|actual - exact| in ulps of actual's dtype at `exact`, elementwise.
+
+    `exact`: float64 (fine for float32 results), long double or mpmath values (needed for
+    float64 results). The ulp of a value is that of the exact value's binade, with the
+    subnormal spacing as the floor. Errors smaller than the dtype's smallest normal number
+    count as 0 (SPEC.md). Matching infinities / NaNs count 0; a mismatch counts inf.
+    """
+    actual = np.asarray(actual)
+    dt = actual.dtype
+    assert dt in DTYPES, dt
+    if not isinstance(exact, np.ndarray) or exact.dtype == object:
+        exact = mp_to_longdouble(np.ravel(exact)).reshape(np.shape(exact))
+    ex = exact.astype(np.longdouble).reshape(actual.shape)
+    a = actual.astype(np.longdouble)
+    fi = np.finfo(dt)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a - ex)
+        _, e = np.frexp(np.abs(ex))  # |ex| = m * 2^e, m in [0.5, 1)
+        ulp = np.ldexp(np.longdouble(1), (e - _mant_bits(dt)).astype(np.int32))
+        ulp = np.maximum(ulp, np.longdouble(fi.smallest_subnormal))
+        err = (diff / ulp).astype(np.float64)
+        err = np.where(diff < np.longdouble(fi.smallest_normal), 0.0, err)
+    same_special = (np.isnan(a) & np.isnan(ex)) | (np.isinf(a) & (a == ex))
+    special = ~np.isfinite(a) | ~np.isfinite(ex)
+    err = np.where(special, np.where(same_special, 0.0, np.inf), err)
+    return err
+
+
+def max_ulp(actual: Any, exact: Any) -> float:
+    err = ulp_error(actual, exact)
+    return float(err.max()) if err.size else 0.0
+
+
+def worst(actual: Any, exact: Any, inputs: Any) -> str:
+    """A message naming the worst input, for assertion failures."""
+    err = ulp_error(actual, exact).ravel()
+    if err.size == 0:
+        return "empty"
+    i = int(np.argmax(err))
+    return (f"max {err[i]:.3g} ulp at input {np.ravel(inputs)[i]!r}: "
+            f"got {np.ravel(actual)[i]!r}, exact {np.ravel(exact)[i]!r}")
+
+
+# ----------------------------------------------------------------------------- float64 references
+
+
+def ref_logsumexp_rows(x: np.ndarray) -> np.ndarray:
+    """log-sum-exp of each row of a 2-D array in long double (rows without +inf)."""
+    x = x.astype(np.longdouble)
+    m = x.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.exp(x - m).sum(axis=1)
+        return m[:, 0] + np.log(s)
+
+
+def ref_log_softmax_rows(x: np.ndarray) -> np.ndarray:
+    """log_softmax of each row in long double, exact at the maximum too: d - log1p(others)."""
+    x = x.astype(np.longdouble)
+    m = x.max(axis=1, keepdims=True)
+    d = x - m
+    e = np.exp(d)
+    first = np.argmax(x, axis=1)
+    e_others = e.copy()
+    e_others[np.arange(x.shape[0]), first] = 0
+    return d - np.log1p(e_others.sum(axis=1, keepdims=True))
+
+
+def ref_softmax_rows(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.longdouble)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def ref_log_sigmoid(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.longdouble)
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+
+
+def ref_sigmoid(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.longdouble)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
