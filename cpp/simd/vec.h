@@ -17,6 +17,8 @@
 //   lt/le/gt/ge/eq/isnan -> M; select(m, a, b) = m ? a : b; any(m); mask_and/mask_or/mask_not
 //   round_int(x)  round to nearest integer (ties to even) in floating point
 //   pow2i(n)      2^n for integer-valued n within the normal exponent range
+//   low_bits_to_exponent(t)  the low bits of t's pattern shifted into the exponent field:
+//                 for t = 1.5*2^mant_bits + e (an integer 0 < e < 2^exp_bits - 1), this is 2^(e - bias)
 //   exponent/mantissa  x = mantissa(x) * 2^exponent(x), mantissa in [1, 2), x positive normal
 //   reduce_max/reduce_min over lanes
 //   Acc, acc_zero, acc_add, acc_sum   a wider accumulator (double lanes) for sums of V

@@ -60,6 +60,7 @@ struct Simd<float> {
     const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
   }
+  static V low_bits_to_exponent(V t) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23)); }
   static V exponent(V x) {
     const __m256i e = _mm256_srli_epi32(_mm256_castps_si256(x), 23);
     return _mm256_cvtepi32_ps(_mm256_sub_epi32(e, _mm256_set1_epi32(127)));
@@ -140,6 +141,7 @@ struct Simd<double> {
     const __m256i t = _mm256_castpd_si256(_mm256_add_pd(n, _mm256_set1_pd(6755399441055744.0)));
     return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(t, _mm256_set1_epi64x(1023)), 52));
   }
+  static V low_bits_to_exponent(V t) { return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t), 52)); }
   // The biased exponent, OR-ed into the mantissa of 2^52, is read back as 2^52 + e.
   static V exponent(V x) {
     const __m256i e = _mm256_srli_epi64(_mm256_castpd_si256(x), 52);

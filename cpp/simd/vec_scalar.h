@@ -69,6 +69,7 @@ struct Simd {
     const auto e = static_cast<U>(static_cast<int64_t>(n) + ScalarBits<T>::bias);
     return from_bits(static_cast<U>(e << ScalarBits<T>::mant_bits));
   }
+  static V low_bits_to_exponent(V t) { return from_bits(static_cast<U>(bits(t) << ScalarBits<T>::mant_bits)); }
   static V exponent(V x) {
     return static_cast<T>(static_cast<int64_t>(bits(x) >> ScalarBits<T>::mant_bits) - ScalarBits<T>::bias);
   }
