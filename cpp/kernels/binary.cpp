@@ -1,13 +1,311 @@
+// Binary cross-entropy kernels (see binary.h), written once over the vector layer; this file is
+// compiled once per instruction set with LO_TARGET naming it.
+//
+// One driver (run_range) serves both losses and every operation: it walks the elements in
+// blocks, resolves each broadcast weight to a contiguous pointer once per block, and applies a
+// loss policy (LogitLoss or ProbLoss: the elementwise formulas) to one vector at a time, so the
+// reduction, the weights, the upstream gradient and the fused loss + gradient are shared.
 #include "kernels/binary.h"
+
+#include <algorithm>
+#include <type_traits>
 
 #include "kernels/loops.h"
 #include "simd/vmath.h"
 
 namespace logitops {
 namespace LO_TARGET {
+namespace {
+
+// Elements per block: broadcast weights are resolved to a contiguous pointer once per block.
+constexpr int64_t kBlock = 512;
+
+// Hands out the weights of a block of elements as a contiguous array, without an input-sized
+// copy: a pointer into the weight itself where its layout allows, else a block-sized buffer.
+template <class T>
+class WeightCursor {
+ public:
+  explicit WeightCursor(const BroadcastView<T>& v) : v_(v) {
+    if (!v_.data) return;
+    if (v_.period == 1) {
+      std::fill(buf_, buf_ + kBlock, v_.data[0]);
+      mode_ = Mode::constant;
+    } else if (v_.block == 1 && v_.period < kBlock) {
+      // A short trailing vector (pos_weight (C,)): tiled once; a block at i starts at i % period.
+      for (int64_t m = 0; m < kBlock + v_.period; ++m) buf_[m] = v_.data[m % v_.period];
+      mode_ = Mode::tiled;
+    }
+  }
+
+  // The weights of elements [i, i + len), len <= kBlock.
+  const T* at(int64_t i, int64_t len) {
+    if (mode_ == Mode::constant) return buf_;
+    if (mode_ == Mode::tiled) return buf_ + i % v_.period;
+    if (v_.block == 1) {
+      const int64_t off = i % v_.period;
+      if (off + len <= v_.period) return v_.data + off;
+    } else if ((i + len - 1) / v_.block == i / v_.block) {
+      const int64_t j = (i / v_.block) % v_.period;  // one weight for the whole block
+      if (j != filled_) {
+        std::fill(buf_, buf_ + kBlock, v_.data[j]);
+        filled_ = j;
+      }
+      return buf_;
+    }
+    // The block straddles a boundary of the weight's layout: gather it.
+    filled_ = -1;
+    int64_t in_run = i % v_.block, j = (i / v_.block) % v_.period;
+    for (int64_t m = 0; m < len; ++m) {
+      buf_[m] = v_.data[j];
+      if (++in_run == v_.block) {
+        in_run = 0;
+        if (++j == v_.period) j = 0;
+      }
+    }
+    return buf_;
+  }
+
+ private:
+  enum class Mode { constant, tiled, general };
+  BroadcastView<T> v_;
+  Mode mode_ = Mode::general;
+  int64_t filled_ = -1;  // which weight buf_ holds throughout (general mode), -1 if none
+  T buf_[2 * kBlock];
+};
+
+template <class T>
+using VecOf = typename Simd<T>::V;
+
+// c * v, but exactly 0 where c == 0 even for infinite v: the limit of a vanishing term.
+template <class T>
+inline VecOf<T> mul0(VecOf<T> c, VecOf<T> v) {
+  using S = Simd<T>;
+  return S::select(S::eq(c, S::zero()), S::zero(), c * v);
+}
+
+// BCE with logits (formulas and derivation in binary.h). q is pos_weight (1 when absent).
+template <class T, bool HasPW>
+struct LogitLoss {
+  using S = Simd<T>;
+  using V = VecOf<T>;
+  static constexpr bool checks_range = false;
+  static constexpr bool takes_pos_weight = true;
+
+  static V c1_of(V t, V q) {  // the factor of sp(-x)
+    if constexpr (HasPW) return q * t; else return t;
+  }
+  static V e_of(V x) { return vexp_nonpos<T>(-S::abs(x)); }  // exp(-|x|); below FLT_MIN -> 0
+
+  // (1 - t) sp(x) + q t sp(-x) from e = exp(-|x|); every term >= 0 for t in [0, 1], q >= 0.
+  static V loss_from(V x, V t, V q, V e) {
+    const V c0 = S::set(T(1)) - t;
+    const V c1 = c1_of(t, q);
+    const V L = vlog1p_unit<T>(e);
+    const V lin = mul0<T>(c0, S::max(S::zero(), x)) + mul0<T>(c1, S::max(S::zero(), -x));
+    if constexpr (HasPW) return lin + (c0 + c1) * L; else return lin + L;  // (1 - t) + t = 1
+  }
+  // (1 - t) sigmoid(x) - q t sigmoid(-x), both sigmoids from e without cancellation.
+  static V grad_from(V x, V t, V q, V e) {
+    const V one = S::set(T(1));
+    const V r = one / (one + e);  // sigmoid(|x|)
+    const V er = e * r;           // sigmoid(-|x|)
+    const auto nonneg = S::ge(x, S::zero());
+    return (one - t) * S::select(nonneg, r, er) - c1_of(t, q) * S::select(nonneg, er, r);
+  }
+
+  static V loss(V x, V t, V q) { return loss_from(x, t, q, e_of(x)); }
+  static V grad_input(V x, V t, V q) { return grad_from(x, t, q, e_of(x)); }
+  static V grad_target(V x, V t, V q) {
+    (void)t;
+    if constexpr (HasPW) {
+      // q sp(-x) - sp(x): the max terms are exact (-x for q = 1), the L term small.
+      const V L = vlog1p_unit<T>(e_of(x));
+      return (mul0<T>(q, S::max(S::zero(), -x)) - S::max(S::zero(), x)) + (q - S::set(T(1))) * L;
+    } else {
+      (void)q;
+      return -x;
+    }
+  }
+  static void loss_and_grad(V x, V t, V q, V& l, V& g) {
+    const V e = e_of(x);
+    l = loss_from(x, t, q, e);
+    g = grad_from(x, t, q, e);
+  }
+};
+
+// BCE on probabilities, with torch's clamps (binary.h).
+template <class T, bool HasPW>
+struct ProbLoss {
+  using S = Simd<T>;
+  using V = VecOf<T>;
+  static constexpr bool checks_range = true;
+  static constexpr bool takes_pos_weight = false;
+
+  static V loss(V p, V t, V) {
+    const V lo = S::set(T(-100));
+    return (t - S::set(T(1))) * S::max(lo, vlog1p<T>(-p)) - t * S::max(lo, vlog<T>(p));
+  }
+  static V grad_input(V p, V t, V) {
+    return (p - t) / S::max(S::set(T(1e-12)), (S::set(T(1)) - p) * p);
+  }
+  static V grad_target(V p, V, V) { return vlog1p<T>(-p) - vlog<T>(p); }
+  static void loss_and_grad(V p, V t, V q, V& l, V& g) {
+    l = loss(p, t, q);
+    g = grad_input(p, t, q);
+  }
+};
+
+// Lanes of v outside [0, 1] or NaN.
+template <class T>
+inline typename Simd<T>::M outside_unit(VecOf<T> v) {
+  using S = Simd<T>;
+  return S::mask_not(S::mask_and(S::ge(v, S::zero()), S::le(v, S::set(T(1)))));
+}
+
+template <class T>
+typename Simd<T>::M no_lanes() {
+  using S = Simd<T>;
+  return S::lt(S::set(T(1)), S::zero());
+}
+
+// The driver. Ext: grad_output is an array (gradient ops) / the loss is stored per element
+// (loss ops); otherwise the upstream gradient is the scalar grad_scale / the loss is summed.
+template <class T, template <class, bool> class Loss, BinaryOp op, bool HasW, bool HasPW, bool Ext>
+int run_range(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using P = Loss<T, HasPW>;
+  constexpr bool want_loss = op == BinaryOp::loss || op == BinaryOp::loss_and_grad;
+  constexpr bool want_grad = op != BinaryOp::loss;
+  constexpr bool has_g = Ext && !want_loss;
+  constexpr bool store_loss = Ext && want_loss;
+
+  WeightCursor<T> wc(HasW ? a.weight : BroadcastView<T>{nullptr, 1, 1});
+  WeightCursor<T> qc(HasPW ? a.pos_weight : BroadcastView<T>{nullptr, 1, 1});
+  typename S::Acc acc = S::acc_zero();
+  auto bad_x = no_lanes<T>(), bad_t = no_lanes<T>();
+  const V scale = S::set(a.grad_scale);
+
+  // One vector at element i = block start + j; Tail: only the first r lanes are elements.
+  auto vec = [&](auto tail, int64_t i, int64_t j, int64_t r, const T* w, const T* q) {
+    constexpr bool Tail = decltype(tail)::value;
+    const auto ld = [&](const T* p, T fill) {
+      if constexpr (Tail) return S::load_tail(p, r, fill); else return S::load(p);
+    };
+    const auto st = [&](T* p, V v) {
+      if constexpr (Tail) S::store_tail(p, r, v); else S::store(p, v);
+    };
+    const V x = ld(a.input + i, T(0.5));  // the fills are valid probabilities
+    const V t = ld(a.target + i, T(0.5));
+    if constexpr (P::checks_range) {
+      bad_x = S::mask_or(bad_x, outside_unit<T>(x));
+      bad_t = S::mask_or(bad_t, outside_unit<T>(t));
+    }
+    V qv = S::set(T(1));
+    if constexpr (HasPW) qv = ld(q + j, T(1));
+    V l = S::zero(), g = S::zero();
+    if constexpr (op == BinaryOp::loss) l = P::loss(x, t, qv);
+    if constexpr (op == BinaryOp::loss_and_grad) P::loss_and_grad(x, t, qv, l, g);
+    if constexpr (op == BinaryOp::grad_input) g = P::grad_input(x, t, qv);
+    if constexpr (op == BinaryOp::grad_target) g = P::grad_target(x, t, qv);
+    if constexpr (HasW) {
+      const V wv = ld(w + j, T(0));
+      if constexpr (want_loss) l = mul0<T>(wv, l);
+      // The input gradient is always finite; the target gradient can be infinite.
+      if constexpr (op == BinaryOp::grad_target) g = mul0<T>(wv, g);
+      if constexpr (op == BinaryOp::grad_input || op == BinaryOp::loss_and_grad) g = wv * g;
+    }
+    if constexpr (want_grad) {
+      V gs = scale;
+      if constexpr (has_g) gs = gs * ld(a.grad_output + i, T(0));
+      st(a.grad_out + i, g * gs);  // after every load of element i: grad_out may be input
+    }
+    if constexpr (store_loss) st(a.loss_out + i, l);
+    if constexpr (want_loss && !store_loss) {
+      if constexpr (Tail) {  // zero the lanes past the end before they reach the sum
+        T tmp[S::W];
+        S::store_tail(tmp, r, l);
+        l = S::load_tail(tmp, r, T(0));
+      }
+      S::acc_add(acc, l);
+    }
+  };
+
+  for (int64_t b = begin; b < end; b += kBlock) {
+    const int64_t len = std::min(kBlock, end - b);
+    const T* w = HasW ? wc.at(b, len) : nullptr;
+    const T* q = HasPW ? qc.at(b, len) : nullptr;
+    int64_t j = 0;
+    for (; j + S::W <= len; j += S::W) vec(std::false_type{}, b + j, j, S::W, w, q);
+    if (j < len) vec(std::true_type{}, b + j, j, len - j, w, q);
+  }
+  if constexpr (want_loss && !store_loss) *loss_sum += S::acc_sum(acc);
+  return (S::any(bad_x) ? kBinaryBadInput : 0) | (S::any(bad_t) ? kBinaryBadTarget : 0);
+}
+
+template <class F>
+int with_bool(bool b, F&& f) {
+  return b ? f(std::true_type{}) : f(std::false_type{});
+}
+
+template <class T, template <class, bool> class Loss, BinaryOp op>
+int run_op(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  constexpr bool grad_op = op == BinaryOp::grad_input || op == BinaryOp::grad_target;
+  const bool ext = grad_op ? a.grad_output != nullptr : a.loss_out != nullptr;
+  return with_bool(a.weight.data != nullptr, [&](auto w) {
+    return with_bool(a.pos_weight.data != nullptr, [&](auto q) {
+      return with_bool(ext, [&](auto x) {
+        constexpr bool HasPW = std::decay_t<decltype(q)>::value;
+        if constexpr (HasPW && !Loss<T, false>::takes_pos_weight) {
+          return 0;  // the binding never passes a pos_weight to this loss
+        } else {
+          return run_range<T, Loss, op, std::decay_t<decltype(w)>::value, HasPW, std::decay_t<decltype(x)>::value>(a, begin, end, loss_sum);
+        }
+      });
+    });
+  });
+}
+
+template <class T, template <class, bool> class Loss>
+int run(BinaryOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  switch (op) {
+    case BinaryOp::loss:
+      return run_op<T, Loss, BinaryOp::loss>(a, begin, end, loss_sum);
+    case BinaryOp::grad_input:
+      return run_op<T, Loss, BinaryOp::grad_input>(a, begin, end, loss_sum);
+    case BinaryOp::grad_target:
+      return run_op<T, Loss, BinaryOp::grad_target>(a, begin, end, loss_sum);
+    case BinaryOp::loss_and_grad:
+      return run_op<T, Loss, BinaryOp::loss_and_grad>(a, begin, end, loss_sum);
+  }
+  return 0;
+}
+
+template <class T>
+int check_probs(const T* input, const T* target, int64_t n) {
+  using S = Simd<T>;
+  auto bad_x = no_lanes<T>(), bad_t = no_lanes<T>();
+  int64_t i = 0;
+  for (; i + S::W <= n; i += S::W) {
+    bad_x = S::mask_or(bad_x, outside_unit<T>(S::load(input + i)));
+    bad_t = S::mask_or(bad_t, outside_unit<T>(S::load(target + i)));
+  }
+  if (i < n) {
+    bad_x = S::mask_or(bad_x, outside_unit<T>(S::load_tail(input + i, n - i, T(0))));
+    bad_t = S::mask_or(bad_t, outside_unit<T>(S::load_tail(target + i, n - i, T(0))));
+  }
+  return (S::any(bad_x) ? kBinaryBadInput : 0) | (S::any(bad_t) ? kBinaryBadTarget : 0);
+}
+
+template <class T>
+constexpr BinaryKernels<T> make_kernels() {
+  return {run<T, ProbLoss>, run<T, LogitLoss>, check_probs<T>};
+}
+
+}  // namespace
 
 const BinaryTable& binary_table() {
-  static const BinaryTable table{0};
+  static const BinaryTable table{make_kernels<float>(), make_kernels<double>()};
   return table;
 }
 

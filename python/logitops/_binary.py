@@ -1,5 +1,282 @@
-"""binary_cross_entropy and binary_cross_entropy_with_logits (forward, backward, fused)."""
+"""binary_cross_entropy and binary_cross_entropy_with_logits (forward, backward, fused).
+
+Semantics are torch.nn.functional's; where we deviate from torch (CPU, 2.x), it is on purpose,
+listed here and pinned by tests/test_binary.py (TestDeviations):
+
+1. BCE-with-logits at input -inf: torch gives nan for every target. We give the limit of
+   (1 - t) softplus(x) + q t softplus(-x) (q = pos_weight, 1 if absent): +inf if q*t > 0,
+   0 if q*t == 0 (target 0, or pos_weight 0).
+2. BCE-with-logits at input +inf with target 1: torch gives nan; we give the limit 0.
+   (For target < 1 both give +inf.)
+3. A weight of 0 makes its element contribute exactly 0 where the unweighted loss (or target
+   gradient) is infinite: BCE-with-logits loss at input +-inf, target gradient of either loss
+   at input +-inf / probability 0 or 1 (torch: 0 * inf = nan). Likewise a pos_weight of 0
+   in the target gradient of BCE-with-logits at input -inf (torch: nan; we: 0).
+4. dtypes: mixed float32/float64 input and target promote to float64 (torch raises for
+   binary_cross_entropy, and binary_cross_entropy_with_logits returns the target's dtype);
+   weight and pos_weight are cast to that dtype (as torch: they never promote the result).
+5. Exceptions: ValueError (torch: RuntimeError) for probabilities outside [0, 1] and for weights
+   that do not broadcast to the input's shape; TypeError for integer or bool targets.
+
+Not a deviation but a difference in digits: BCE-with-logits for target 0 and very negative
+logits is exp(x) to within 4 ulp here, where torch returns 0 (x < -17 in float32); every
+element of the loss is within 4 ulp of the exact value (float32) for every finite input.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import _core
+from ._checks import check_reduction, contiguous, float_array, grad_scalar, result_dtype
+
+__all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_backward",
+    "binary_cross_entropy_value_and_grad",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
+    "binary_cross_entropy_with_logits_value_and_grad",
+]
+
+# Operation codes of the kernels (BinaryOp in cpp/kernels/binary.h).
+_LOSS, _GRAD_INPUT, _GRAD_TARGET, _LOSS_AND_GRAD = 0, 1, 2, 3
+
+
+class _Weight(NamedTuple):
+    """A weight as the kernels take it: element i of the input uses data[(i // block) % period]."""
+
+    data: np.ndarray | None
+    period: int
+    block: int
+
+
+_NO_WEIGHT = _Weight(None, 1, 1)
+
+
+class _Args(NamedTuple):
+    input: np.ndarray  # C-contiguous, dtype
+    target: np.ndarray
+    weight: _Weight
+    pos_weight: _Weight
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    n: int
+
+
+def _broadcast_layout(w: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> _Weight:
+    """w broadcast to `shape` as (data, period, block), without an input-sized copy whenever the
+    axes along which w varies are consecutive (scalar, full, trailing vector, (C, 1, 1), ...)."""
+    if w is None:
+        return _NO_WEIGHT
+    w = float_array(w, name)
+    try:
+        fits = np.broadcast_shapes(w.shape, shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{name} of shape {w.shape} does not broadcast to the input's shape {shape} "
+            "(it may not enlarge the output)"
+        )
+    n = int(np.prod(shape, dtype=np.int64))
+    if n == 0:
+        return _NO_WEIGHT  # nothing to weigh (the shape was still checked)
+    nd = len(shape)
+    ws = (1,) * (nd - w.ndim) + w.shape
+    varying = [a for a in range(nd) if ws[a] != 1]
+    if not varying:
+        return _Weight(contiguous(w, dtype).reshape(1), 1, 1)
+    lo, hi = varying[0], varying[-1]
+    if all(ws[a] == shape[a] for a in range(lo, hi + 1)):
+        period = int(np.prod(shape[lo : hi + 1], dtype=np.int64))
+        block = int(np.prod(shape[hi + 1 :], dtype=np.int64))
+        return _Weight(contiguous(w, dtype).reshape(period), period, block)
+    # Varies along axes with a broadcast axis between them, e.g. (N, 1, W) on (N, C, W): rare,
+    # so it is simply expanded.
+    full = np.ascontiguousarray(np.broadcast_to(w, shape), dtype=dtype).reshape(n)
+    return _Weight(full, n, 1)
+
+
+def _prepare(input: Any, target: Any, weight: Any, pos_weight: Any = None) -> _Args:
+    input = float_array(input, "input")
+    target = float_array(target, "target")
+    if target.shape != input.shape:
+        raise ValueError(
+            f"target has shape {target.shape} but input has shape {input.shape}: they must be the same"
+        )
+    dt = result_dtype(input, target)
+    shape = input.shape
+    return _Args(
+        input=contiguous(input, dt),
+        target=contiguous(target, dt),
+        weight=_broadcast_layout(weight, "weight", shape, dt),
+        pos_weight=_broadcast_layout(pos_weight, "pos_weight", shape, dt),
+        dtype=dt,
+        shape=shape,
+        n=int(input.size),
+    )
+
+
+def _check_wrt(wrt: Any) -> int:
+    if wrt == "input":
+        return _GRAD_INPUT
+    if wrt == "target":
+        return _GRAD_TARGET
+    raise ValueError(f"wrt must be 'input' or 'target', got {wrt!r}")
+
+
+def _check_out(out: Any, a: _Args) -> np.ndarray | None:
+    """`out` if it can receive the gradient: the result's dtype and shape, C-contiguous, writable,
+    and either the input array itself or sharing no memory with any argument."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != a.dtype:
+        raise TypeError(f"out must have dtype {a.dtype} (the result's), got {out.dtype}")
+    if out.shape != a.shape:
+        raise ValueError(f"out has shape {out.shape}, expected {a.shape} (the shape of input)")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError("out must be writable")
+    if out.size == 0:
+        return out
+    same_as_input = out.ctypes.data == a.input.ctypes.data  # both C-contiguous, same shape and dtype
+    if np.may_share_memory(out, a.input) and not same_as_input:
+        raise ValueError("out overlaps input without being input itself")
+    for name, arr in (("target", a.target), ("weight", a.weight.data), ("pos_weight", a.pos_weight.data)):
+        if arr is not None and np.may_share_memory(out, arr):
+            raise ValueError(f"out must not share memory with {name}")
+    return out
+
+
+def _reduce(total: float, n: int, reduction: str, dtype: np.dtype) -> Any:
+    if reduction == "sum":
+        return dtype.type(total)
+    return dtype.type(total / n if n else np.nan)
+
+
+def _grad_output(grad_output: Any, a: _Args, reduction: str) -> tuple[np.ndarray | None, float, np.dtype]:
+    """(per-element upstream gradient or None, scale, computation dtype) for a backward call."""
+    if reduction == "none":
+        if isinstance(grad_output, (float, np.floating)) and not isinstance(grad_output, np.ndarray):
+            grad_output = np.asarray(grad_output)
+        g = float_array(grad_output, "grad_output")
+        if g.shape != a.shape:
+            raise ValueError(
+                f"grad_output has shape {g.shape}, expected {a.shape} (the shape of the unreduced loss)"
+            )
+        dt = result_dtype(a.input, g)
+        return contiguous(g, dt), 1.0, dt
+    g = grad_scalar(grad_output, a.dtype, reduction)
+    return None, (g / a.n if reduction == "mean" and a.n else g), a.dtype
+
+
+def _with_dtype(a: _Args, dt: np.dtype) -> _Args:
+    """a with its arrays in dtype dt (a float64 grad_output promotes a float32 computation)."""
+    if dt == a.dtype:
+        return a
+
+    def cast(w: _Weight) -> _Weight:
+        return w if w.data is None else w._replace(data=w.data.astype(dt))
+
+    return a._replace(
+        input=a.input.astype(dt), target=a.target.astype(dt), weight=cast(a.weight),
+        pos_weight=cast(a.pos_weight), dtype=dt,
+    )
+
+
+def _call(kernel: Any, op: int, a: _Args, grad_output: np.ndarray | None = None, scale: float = 1.0,
+          store_loss: bool = False, out: np.ndarray | None = None) -> tuple[float, Any, Any]:
+    return kernel(op, a.input, a.target, a.weight.data, a.weight.period, a.weight.block,
+                  a.pos_weight.data, a.pos_weight.period, a.pos_weight.block,
+                  grad_output, scale, store_loss, out)
+
+
+def _forward(kernel: Any, a: _Args, reduction: str) -> Any:
+    total, loss, _ = _call(kernel, _LOSS, a, store_loss=reduction == "none")
+    return loss if reduction == "none" else _reduce(total, a.n, reduction, a.dtype)
+
+
+def _backward(kernel: Any, grad_output: Any, a: _Args, reduction: str, wrt: Any) -> np.ndarray:
+    op = _check_wrt(wrt)
+    g, scale, dt = _grad_output(grad_output, a, reduction)
+    _, _, grad = _call(kernel, op, _with_dtype(a, dt), g, scale)
+    return grad
+
+
+def _value_and_grad(kernel: Any, a: _Args, reduction: str, out: Any) -> tuple[Any, np.ndarray]:
+    out = _check_out(out, a)
+    scale = 1.0 / a.n if reduction == "mean" and a.n else 1.0
+    total, loss, grad = _call(kernel, _LOSS_AND_GRAD, a, None, scale, reduction == "none", out)
+    if reduction != "none":
+        loss = _reduce(total, a.n, reduction, a.dtype)
+    return loss, grad
+
+
+# ----------------------------------------------------------------------------- probabilities
+
+
+def binary_cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                         reduction: str = "mean") -> Any:
+    """-w [t log(p) + (1 - t) log(1 - p)] on probabilities p = input (F.binary_cross_entropy),
+    each log clamped at -100 as torch. input and target must lie in [0, 1] (ValueError)."""
+    reduction = check_reduction(reduction)
+    return _forward(_core.binary_cross_entropy, _prepare(input, target, weight), reduction)
+
+
+def binary_cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarray,
+                                  weight: np.ndarray | None = None, reduction: str = "mean",
+                                  wrt: str = "input") -> np.ndarray:
+    """Gradient of binary_cross_entropy with respect to input (torch's
+    g w (p - t) / max(p (1 - p), 1e-12)) or, with wrt="target", to target (g w (log(1-p) - log p))."""
+    reduction = check_reduction(reduction)
+    a = _prepare(input, target, weight)
+    return _backward(_core.binary_cross_entropy, grad_output, a, reduction, wrt)
+
+
+def binary_cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                                        reduction: str = "mean", out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+    """(binary_cross_entropy, its gradient with respect to input) in one pass over the data.
+    `out` receives the gradient and may be `input` itself."""
+    reduction = check_reduction(reduction)
+    return _value_and_grad(_core.binary_cross_entropy, _prepare(input, target, weight), reduction, out)
+
+
+# ----------------------------------------------------------------------------- logits
+
+
+def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                                     reduction: str = "mean", pos_weight: np.ndarray | None = None) -> Any:
+    """-w [q t log sigmoid(x) + (1 - t) log sigmoid(-x)] on logits x = input, q = pos_weight
+    (F.binary_cross_entropy_with_logits); exact for every finite x, the limit at +-inf."""
+    reduction = check_reduction(reduction)
+    a = _prepare(input, target, weight, pos_weight)
+    return _forward(_core.binary_cross_entropy_with_logits, a, reduction)
+
+
+def binary_cross_entropy_with_logits_backward(grad_output: Any, input: np.ndarray, target: np.ndarray,
+                                              weight: np.ndarray | None = None, reduction: str = "mean",
+                                              pos_weight: np.ndarray | None = None,
+                                              wrt: str = "input") -> np.ndarray:
+    """Gradient of binary_cross_entropy_with_logits with respect to input
+    (g w [(1 - t) sigmoid(x) - q t sigmoid(-x)]) or, with wrt="target", to target
+    (g w [q softplus(-x) - softplus(x)], which is -g w x without pos_weight)."""
+    reduction = check_reduction(reduction)
+    a = _prepare(input, target, weight, pos_weight)
+    return _backward(_core.binary_cross_entropy_with_logits, grad_output, a, reduction, wrt)
+
+
+def binary_cross_entropy_with_logits_value_and_grad(input: np.ndarray, target: np.ndarray,
+                                                    weight: np.ndarray | None = None, reduction: str = "mean",
+                                                    pos_weight: np.ndarray | None = None,
+                                                    out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+    """(binary_cross_entropy_with_logits, its gradient with respect to input) in one pass over
+    the data. `out` receives the gradient and may be `input` itself (the logits are overwritten)."""
+    reduction = check_reduction(reduction)
+    a = _prepare(input, target, weight, pos_weight)
+    return _value_and_grad(_core.binary_cross_entropy_with_logits, a, reduction, out)
