@@ -5,7 +5,8 @@
 //   vexp(x)   float: <= 1 ulp on [-87.3, 88.72] (normal results), correctly underflows
 //             to subnormals and 0 below, +inf above 88.7228; double: <= 1 ulp on
 //             [-708.39, 709.78], subnormal/0 below, +inf above.  exp(0) == 1 exactly,
-//             exp(-inf) = 0, exp(+inf) = inf, NaN -> NaN.
+//             exp(-inf) = 0, exp(+inf) = inf, NaN -> NaN. The scalar path has no fused
+//             multiply-add: there vexp is <= 1.5 ulp (measured 1.19 float, 1.11 double).
 //   vlog1p(x) <= 2 ulp for x > -1; log1p(-1) = -inf, x < -1 -> NaN, +inf -> +inf,
 //             NaN -> NaN, signed zeros and tiny x returned exactly.
 //   vsoftplus(z) = log(1 + exp(z)) <= 2 ulp where the result is normal; vlog1p_unit(e) is
