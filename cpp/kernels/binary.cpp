@@ -83,6 +83,18 @@ inline VecOf<T> mul0(VecOf<T> c, VecOf<T> v) {
   return S::select(S::eq(c, S::zero()), S::zero(), c * v);
 }
 
+// exp(d) for d <= 0, subnormal results included: vexp_nonpos flushes results below the smallest
+// normal number, but a weight or pos_weight > 1 can lift such a term (exp(x) for t = 0 and
+// x < -87.3 in float32) back into the normal range. Below that, exp(d + 64) * exp(-64): d + 64
+// is exact there, and exp(-64) is a normal number in both dtypes.
+template <class T>
+inline VecOf<T> exp_nonpos_subnormal(VecOf<T> d) {
+  using S = Simd<T>;
+  const auto tiny = S::lt(d, S::set(MathConst<T>::exp_min_normal_arg));
+  const VecOf<T> e = vexp_nonpos<T>(S::select(tiny, d + S::set(T(64)), d));
+  return S::select(tiny, e * S::set(static_cast<T>(1.603810890548637852976087e-28)), e);
+}
+
 // BCE with logits (formulas and derivation in binary.h). q is pos_weight (1 when absent).
 template <class T, bool HasPW>
 struct LogitLoss {
@@ -94,7 +106,7 @@ struct LogitLoss {
   static V c1_of(V t, V q) {  // the factor of sp(-x)
     if constexpr (HasPW) return q * t; else return t;
   }
-  static V e_of(V x) { return vexp_nonpos<T>(-S::abs(x)); }  // exp(-|x|); below FLT_MIN -> 0
+  static V e_of(V x) { return exp_nonpos_subnormal<T>(-S::abs(x)); }  // exp(-|x|)
 
   // (1 - t) sp(x) + q t sp(-x) from e = exp(-|x|); every term >= 0 for t in [0, 1], q >= 0.
   static V loss_from(V x, V t, V q, V e) {
@@ -146,7 +158,8 @@ struct ProbLoss {
     return (t - S::set(T(1))) * S::max(lo, vlog1p<T>(-p)) - t * S::max(lo, vlog<T>(p));
   }
   static V grad_input(V p, V t, V) {
-    return (p - t) / S::max(S::set(T(1e-12)), (S::set(T(1)) - p) * p);
+    // torch's clamp is the float 1e-12f, for double too.
+    return (p - t) / S::max(S::set(static_cast<T>(1e-12f)), (S::set(T(1)) - p) * p);
   }
   static V grad_target(V p, V, V) { return vlog1p<T>(-p) - vlog<T>(p); }
   static void loss_and_grad(V p, V t, V q, V& l, V& g) {

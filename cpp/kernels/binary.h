@@ -28,7 +28,7 @@
 //
 // Probabilities p in [0, 1], target t in [0, 1] (both checked, NaN rejected, as torch):
 //   loss   = w * [(t - 1) max(log1p(-p), -100) - t max(log(p), -100)]   (torch's clamp)
-//   d/dp   = g w (p - t) / max((1 - p) p, 1e-12)                        (torch's clamp)
+//   d/dp   = g w (p - t) / max((1 - p) p, 1e-12f)    (torch's clamp, a float for double too)
 //   d/dt   = g w [log1p(-p) - log(p)]   (= -logit(p), unclamped: +-inf at p = 0, 1 as torch)
 //
 // A zero weight makes its element contribute exactly 0 to the loss and the target gradient,
