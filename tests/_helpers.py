@@ -154,31 +154,33 @@ def worst(actual: Any, exact: Any, inputs: Any) -> str:
 # ----------------------------------------------------------------------------- float64 references
 
 
-def ref_logsumexp_rows(x: np.ndarray) -> np.ndarray:
-    """log-sum-exp of each row of a 2-D array in long double (rows without +inf)."""
-    x = x.astype(np.longdouble)
-    m = x.max(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = np.exp(x - m).sum(axis=1)
-        return m[:, 0] + np.log(s)
-
-
-def ref_log_softmax_rows(x: np.ndarray) -> np.ndarray:
-    """log_softmax of each row in long double, exact at the maximum too: d - log1p(others)."""
+def _others_rows(x: np.ndarray):
+    """(m, d, e, others) per row in long double: others = the sum of exp(d) over every element
+    but one maximum, so that log1p(others) keeps tiny sums (1 + tiny would lose them)."""
     x = x.astype(np.longdouble)
     m = x.max(axis=1, keepdims=True)
     d = x - m
     e = np.exp(d)
-    first = np.argmax(x, axis=1)
     e_others = e.copy()
-    e_others[np.arange(x.shape[0]), first] = 0
-    return d - np.log1p(e_others.sum(axis=1, keepdims=True))
+    e_others[np.arange(x.shape[0]), np.argmax(x, axis=1)] = 0
+    return m, d, e, e_others.sum(axis=1, keepdims=True)
+
+
+def ref_logsumexp_rows(x: np.ndarray) -> np.ndarray:
+    """log-sum-exp of each row of a 2-D array in long double (rows without +inf or NaN)."""
+    m, _, _, others = _others_rows(x)
+    return (m + np.log1p(others))[:, 0]
+
+
+def ref_log_softmax_rows(x: np.ndarray) -> np.ndarray:
+    """log_softmax of each row in long double, exact at the maximum too: d - log1p(others)."""
+    _, d, _, others = _others_rows(x)
+    return d - np.log1p(others)
 
 
 def ref_softmax_rows(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.longdouble)
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    _, _, e, others = _others_rows(x)
+    return e / (1 + others)
 
 
 def ref_log_sigmoid(x: np.ndarray) -> np.ndarray:
