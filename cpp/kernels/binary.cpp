@@ -91,6 +91,7 @@ template <class T>
 inline VecOf<T> exp_nonpos_subnormal(VecOf<T> d) {
   using S = Simd<T>;
   const auto tiny = S::lt(d, S::set(MathConst<T>::exp_min_normal_arg));
+  if (!S::any(tiny)) return vexp_nonpos<T>(d);  // the common case: no lane that small
   const VecOf<T> e = vexp_nonpos<T>(S::select(tiny, d + S::set(T(64)), d));
   return S::select(tiny, e * S::set(static_cast<T>(1.603810890548637852976087e-28)), e);
 }
@@ -108,25 +109,27 @@ struct LogitLoss {
   }
   static V e_of(V x) { return exp_nonpos_subnormal<T>(-S::abs(x)); }  // exp(-|x|)
 
-  // (1 - t) sp(x) + q t sp(-x) from e = exp(-|x|); every term >= 0 for t in [0, 1], q >= 0.
-  static V loss_from(V x, V t, V q, V e) {
+  // (1 - t) sp(x) + q t sp(-x) given L = log1p(exp(-|x|)); every term >= 0 for t in [0, 1], q >= 0.
+  static V loss_from(V x, V t, V q, V L) {
     const V c0 = S::set(T(1)) - t;
     const V c1 = c1_of(t, q);
-    const V L = vlog1p_unit<T>(e);
     const V lin = mul0<T>(c0, S::max(S::zero(), x)) + mul0<T>(c1, S::max(S::zero(), -x));
     if constexpr (HasPW) return lin + (c0 + c1) * L; else return lin + L;  // (1 - t) + t = 1
   }
-  // (1 - t) sigmoid(x) - q t sigmoid(-x), both sigmoids from e without cancellation.
-  static V grad_from(V x, V t, V q, V e) {
+  // (1 - t) sigmoid(x) - q t sigmoid(-x) given e = exp(-|x|) and r = 1/(1 + e) = sigmoid(|x|):
+  // both sigmoids without cancellation.
+  static V grad_from(V x, V t, V q, V e, V r) {
     const V one = S::set(T(1));
-    const V r = one / (one + e);  // sigmoid(|x|)
-    const V er = e * r;           // sigmoid(-|x|)
+    const V er = e * r;  // sigmoid(-|x|)
     const auto nonneg = S::ge(x, S::zero());
     return (one - t) * S::select(nonneg, r, er) - c1_of(t, q) * S::select(nonneg, er, r);
   }
 
-  static V loss(V x, V t, V q) { return loss_from(x, t, q, e_of(x)); }
-  static V grad_input(V x, V t, V q) { return grad_from(x, t, q, e_of(x)); }
+  static V loss(V x, V t, V q) { return loss_from(x, t, q, vlog1p_unit<T>(e_of(x))); }
+  static V grad_input(V x, V t, V q) {
+    const V e = e_of(x);
+    return grad_from(x, t, q, e, S::set(T(1)) / (S::set(T(1)) + e));
+  }
   static V grad_target(V x, V t, V q) {
     (void)t;
     if constexpr (HasPW) {
@@ -140,8 +143,8 @@ struct LogitLoss {
   }
   static void loss_and_grad(V x, V t, V q, V& l, V& g) {
     const V e = e_of(x);
-    l = loss_from(x, t, q, e);
-    g = grad_from(x, t, q, e);
+    l = loss_from(x, t, q, vlog1p_unit<T>(e));
+    g = grad_from(x, t, q, e, S::set(T(1)) / (S::set(T(1)) + e));
   }
 };
 
@@ -195,13 +198,19 @@ int run_range(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_s
 
   WeightCursor<T> wc(HasW ? a.weight : BroadcastView<T>{nullptr, 1, 1});
   WeightCursor<T> qc(HasPW ? a.pos_weight : BroadcastView<T>{nullptr, 1, 1});
-  typename S::Acc acc = S::acc_zero();
-  auto bad_x = no_lanes<T>(), bad_t = no_lanes<T>();
   const V scale = S::set(a.grad_scale);
+  // What one vector hands back to the loop: its loss (for the sum; past-the-end lanes zero) and
+  // its out-of-range lanes. The accumulators stay in the loop as plain locals (captured by
+  // reference they were kept in memory: a store through T* may alias a vector type).
+  struct Lanes {
+    V loss;
+    typename S::M bad_x, bad_t;
+  };
 
   // One vector at element i = block start + j; Tail: only the first r lanes are elements.
-  auto vec = [&](auto tail, int64_t i, int64_t j, int64_t r, const T* w, const T* q) {
+  auto vec = [&](auto tail, int64_t i, int64_t j, int64_t r, const T* w, const T* q) -> Lanes {
     constexpr bool Tail = decltype(tail)::value;
+    Lanes out{S::zero(), no_lanes<T>(), no_lanes<T>()};
     const auto ld = [&](const T* p, T fill) {
       if constexpr (Tail) return S::load_tail(p, r, fill); else return S::load(p);
     };
@@ -211,8 +220,8 @@ int run_range(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_s
     const V x = ld(a.input + i, T(0.5));  // the fills are valid probabilities
     const V t = ld(a.target + i, T(0.5));
     if constexpr (P::checks_range) {
-      bad_x = S::mask_or(bad_x, outside_unit<T>(x));
-      bad_t = S::mask_or(bad_t, outside_unit<T>(t));
+      out.bad_x = outside_unit<T>(x);
+      out.bad_t = outside_unit<T>(t);
     }
     V qv = S::set(T(1));
     if constexpr (HasPW) qv = ld(q + j, T(1));
@@ -240,7 +249,18 @@ int run_range(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_s
         S::store_tail(tmp, r, l);
         l = S::load_tail(tmp, r, T(0));
       }
-      S::acc_add(acc, l);
+      out.loss = l;
+    }
+    return out;
+  };
+
+  typename S::Acc acc = S::acc_zero();
+  auto bad_x = no_lanes<T>(), bad_t = no_lanes<T>();
+  const auto collect = [&](const Lanes& o) {
+    if constexpr (want_loss && !store_loss) S::acc_add(acc, o.loss);
+    if constexpr (P::checks_range) {
+      bad_x = S::mask_or(bad_x, o.bad_x);
+      bad_t = S::mask_or(bad_t, o.bad_t);
     }
   };
 
@@ -249,8 +269,8 @@ int run_range(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_s
     const T* w = HasW ? wc.at(b, len) : nullptr;
     const T* q = HasPW ? qc.at(b, len) : nullptr;
     int64_t j = 0;
-    for (; j + S::W <= len; j += S::W) vec(std::false_type{}, b + j, j, S::W, w, q);
-    if (j < len) vec(std::true_type{}, b + j, j, len - j, w, q);
+    for (; j + S::W <= len; j += S::W) collect(vec(std::false_type{}, b + j, j, S::W, w, q));
+    if (j < len) collect(vec(std::true_type{}, b + j, j, len - j, w, q));
   }
   if constexpr (want_loss && !store_loss) *loss_sum += S::acc_sum(acc);
   return (S::any(bad_x) ? kBinaryBadInput : 0) | (S::any(bad_t) ? kBinaryBadTarget : 0);
