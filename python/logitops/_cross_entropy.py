@@ -1,5 +1,322 @@
-"""cross_entropy and nll_loss (forward, backward, fused)."""
+"""cross_entropy and nll_loss (forward, backward, fused).
+
+Semantics are torch.nn.functional's (see cpp/kernels/cross_entropy.h for the formulas). Inputs
+are (C,), (N, C) or (N, C, d1, ..., dk) with the class axis 1; class-index targets have the
+input's shape without that axis, probability targets (cross_entropy only) the input's shape.
+
+Where we deviate from torch (CPU, 2.x), it is on purpose, listed here and pinned by
+tests/test_cross_entropy.py (TestDeviations):
+
+1. Class-index targets of every integer dtype are taken (torch: int64 and uint8 only), with
+   the same numbers; uint64 values >= 2**63 are out of bounds, never wrapped.
+2. A logit of +inf gives the limit (torch: nan): a sample whose maximum is +inf has loss 0 at
+   a target holding that +inf (log(k) for k tied +inf logits) and +inf elsewhere.
+3. A zero coefficient times a -inf log-probability counts 0, the limit (torch: 0 * inf = nan):
+   probability targets with t_c = 0 (and no smoothing) or weight w_c = 0 at a logit of -inf.
+4. dtypes: float32 input with float64 probability targets (or grad_output) computes in float64,
+   as torch; weight is cast to the computation's dtype (torch raises when it differs).
+5. Exceptions: ValueError (torch: RuntimeError) for a weight of the wrong length, shape
+   mismatches and label_smoothing outside [0, 1]; TypeError for non-integer, non-float targets.
+6. Ignored samples (target == ignore_index) get a gradient of exactly 0, even when their logits
+   hold NaN (torch: nan).
+
+Not deviations but digits: the loss of a confident correct prediction is log1p(sum_{j != y}
+exp(x_j - x_y)) to within a few ulp (torch returns 0 or a rounding error), and the gradient at
+the target class, p_y - 1, is formed without cancellation.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import numbers
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._checks import FLOAT_DTYPES, check_reduction, contiguous, float_array, grad_scalar, result_dtype
+
+__all__ = [
+    "cross_entropy",
+    "cross_entropy_backward",
+    "cross_entropy_value_and_grad",
+    "nll_loss",
+    "nll_loss_backward",
+    "nll_loss_value_and_grad",
+]
+
+# Operation codes (CeOp in cpp/kernels/cross_entropy.h) and reduction codes of the binding.
+_LOSS, _GRAD_INPUT, _GRAD_TARGET, _LOSS_AND_GRAD = 0, 1, 2, 3
+_REDUCTION = {"none": 0, "mean": 1, "sum": 2}
+_I64 = np.dtype(np.int64)
+_U64 = np.dtype(np.uint64)
+_F64 = np.dtype(np.float64)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class _Prepared:
+    """The kernels' view of one call. `channels_last`: the input was laid out (N, d..., C) in
+    memory, and is passed as such (rows of C); the gradient is moved back to (N, C, d...)."""
+
+    __slots__ = ("input", "target", "probs", "weight", "outer", "classes", "inner", "dtype", "shape",
+                 "sample_shape", "channels_last")
+
+
+def _class_targets(target: np.ndarray, classes: int, ignore_index: int) -> np.ndarray:
+    """target as C-contiguous int64 (a view when it already is one)."""
+    if target.dtype == _I64:
+        return target if target.flags.c_contiguous else np.ascontiguousarray(target)
+    if target.dtype == _U64 and target.size and int(target.max()) > _INT64_MAX:
+        # Casting would wrap these into negative numbers (maybe ignore_index): report the first
+        # target out of range, in order, as the kernel would.
+        flat = np.ravel(target)
+        bad = flat >= np.uint64(classes) if classes >= 0 else np.ones(flat.shape, bool)
+        if 0 <= ignore_index <= _INT64_MAX:
+            bad &= flat != np.uint64(ignore_index)
+        raise IndexError(f"Target {int(flat[int(np.argmax(bad))])} is out of bounds.")
+    return np.ascontiguousarray(target, dtype=_I64)
+
+
+def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool, extra_dtype: Any = None,
+             rows_ok: bool = True) -> _Prepared:
+    if type(input) is not np.ndarray or input.dtype not in FLOAT_DTYPES:
+        input = float_array(input, "input")
+    shape = input.shape
+    nd = len(shape)
+    if nd == 0:
+        raise ValueError("input must have shape (C,), (N, C) or (N, C, d1, ...), got a 0-d array")
+    if not isinstance(target, np.ndarray):
+        if isinstance(target, (numbers.Integral, np.integer)) and not isinstance(target, (bool, np.bool_)):
+            target = np.asarray(target)
+        else:
+            raise TypeError(f"target must be a numpy.ndarray, got {type(target).__name__}")
+    if type(ignore_index) is not int:
+        if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (numbers.Integral, np.integer)):
+            raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+        ignore_index = int(ignore_index)
+    if not _INT64_MIN <= ignore_index <= _INT64_MAX:
+        raise ValueError(f"ignore_index must fit in int64, got {ignore_index}")
+
+    p = _Prepared()
+    if nd == 1:
+        p.classes, p.outer, p.inner, p.sample_shape = shape[0], 1, 1, ()
+    elif nd == 2:
+        p.outer, p.classes = shape
+        p.inner, p.sample_shape = 1, (shape[0],)
+    else:
+        p.outer, p.classes = shape[0], shape[1]
+        p.inner = prod(shape[2:])
+        p.sample_shape = (shape[0],) + shape[2:]
+    kind = target.dtype.kind
+    dt = input.dtype
+    if extra_dtype is not None and extra_dtype == _F64:
+        dt = _F64
+    if kind in "iu":
+        if target.shape != p.sample_shape:
+            raise ValueError(
+                f"target has shape {target.shape}, expected {p.sample_shape} for input of shape {shape} "
+                "(class indices: the input's shape without the class axis 1)"
+            )
+        p.target = _class_targets(target, p.classes, ignore_index)
+        p.probs = None
+    elif kind == "f" and target.dtype in FLOAT_DTYPES:
+        if nll:
+            raise TypeError(f"target of nll_loss must have an integer dtype (class indices), got {target.dtype}")
+        if target.shape != shape:
+            if target.shape == p.sample_shape:
+                raise TypeError(
+                    f"target: class indices must have an integer dtype, got {target.dtype} (probability "
+                    f"targets must have the input's shape {shape})"
+                )
+            raise ValueError(
+                f"target has shape {target.shape} but input has shape {shape}: probability targets must "
+                "have the input's shape"
+            )
+        dt = result_dtype(input, target) if dt != _F64 else dt
+        p.target = None
+        p.probs = target
+    else:
+        raise TypeError(
+            f"target must have an integer dtype (class indices) or float32/float64 (probabilities), got {target.dtype}"
+        )
+
+    if weight is not None:
+        weight = float_array(weight, "weight")
+        if weight.shape != (p.classes,):
+            raise ValueError(
+                f"weight has shape {weight.shape}, expected ({p.classes},): one weight per class of input "
+                f"of shape {shape}"
+            )
+        weight = contiguous(weight, dt)
+    p.weight = weight
+    p.dtype = dt
+    p.shape = shape
+    p.channels_last = False
+    if input.flags.c_contiguous or not rows_ok or nd < 3:
+        p.input = contiguous(input, dt)
+    else:
+        # (N, C, d...) that is (N, d..., C) in memory (a torch-style channels-last or transposed
+        # view): rows of C as they are, no transposing copy.
+        moved = np.moveaxis(input, 1, -1)
+        if moved.flags.c_contiguous and moved.dtype == dt:
+            p.channels_last = True
+            p.input = moved
+            p.outer, p.inner = p.outer * p.inner, 1
+        else:
+            p.input = contiguous(input, dt)
+    if p.probs is not None:
+        p.probs = contiguous(np.moveaxis(p.probs, 1, -1) if p.channels_last else p.probs, dt)
+    return p
+
+
+def _check_label_smoothing(label_smoothing: Any) -> float:
+    if type(label_smoothing) is float or type(label_smoothing) is int:
+        ls = float(label_smoothing)
+    elif isinstance(label_smoothing, (numbers.Real, np.floating, np.integer)) and not isinstance(
+        label_smoothing, (bool, np.bool_)
+    ):
+        ls = float(label_smoothing)
+    else:
+        raise TypeError(f"label_smoothing must be a float, got {type(label_smoothing).__name__}")
+    if not 0.0 <= ls <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+    return ls
+
+
+def _check_out(out: Any, p: _Prepared) -> np.ndarray | None:
+    """`out` if it can receive the gradient: the result's dtype and shape, C-contiguous, writable,
+    and either the input array itself or sharing no memory with any argument."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != p.dtype:
+        raise TypeError(f"out must have dtype {p.dtype} (the result's), got {out.dtype}")
+    if out.shape != p.shape:
+        raise ValueError(f"out has shape {out.shape}, expected {p.shape} (the shape of input)")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError("out must be writable")
+    if out.size == 0:
+        return out
+    same_as_input = out.ctypes.data == p.input.ctypes.data and not p.channels_last
+    if np.may_share_memory(out, p.input) and not same_as_input:
+        raise ValueError("out overlaps input without being input itself")
+    for name, arr in (("target", p.target), ("target", p.probs), ("weight", p.weight)):
+        if arr is not None and np.may_share_memory(out, arr):
+            raise ValueError(f"out must not share memory with {name}")
+    return out
+
+
+def _run(kernel: Any, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
+         grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, Any]:
+    loss, grad = kernel(op, p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner, ignore_index,
+                        label_smoothing, _REDUCTION[reduction], grad_output, grad_value, out)
+    if loss is not None:
+        loss = p.dtype.type(loss) if reduction != "none" else loss.reshape(p.sample_shape)
+    if grad is not None and p.channels_last:
+        grad = np.moveaxis(grad, -1, 1)
+    return loss, grad
+
+
+def _grad_output(grad_output: Any, p: _Prepared, reduction: str) -> tuple[np.ndarray | None, float]:
+    """(per-sample upstream gradient laid out like the samples, or None; scalar upstream gradient)."""
+    if reduction != "none":
+        return None, grad_scalar(grad_output, p.dtype, reduction)
+    g = grad_output
+    if isinstance(g, float) and not isinstance(g, np.floating):
+        g = np.asarray(g, dtype=p.dtype)  # a Python float takes the computation's dtype
+    elif isinstance(g, np.floating):
+        g = np.asarray(g)
+    g = float_array(g, "grad_output")
+    if g.shape != p.sample_shape:
+        raise ValueError(
+            f"grad_output has shape {g.shape}, expected {p.sample_shape} (the shape of the unreduced loss)"
+        )
+    return contiguous(g, p.dtype), 1.0
+
+
+def _grad_dtype(grad_output: Any, reduction: str) -> Any:
+    """The dtype an upstream gradient array brings to the computation ("none" only)."""
+    if reduction == "none" and isinstance(grad_output, np.ndarray):
+        return grad_output.dtype
+    return None
+
+
+# ----------------------------------------------------------------------------- cross_entropy
+
+
+def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                  ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+    """Cross-entropy between the logits `input` and class indices or probabilities `target`
+    (F.cross_entropy), without forming log_softmax; exact for confident predictions."""
+    if reduction.__class__ is not str or reduction not in _REDUCTION:
+        check_reduction(reduction)
+    ls = label_smoothing if label_smoothing.__class__ is float and 0.0 <= label_smoothing <= 1.0 else _check_label_smoothing(label_smoothing)
+    p = _prepare(input, target, weight, ignore_index, False)
+    return _run(_core.cross_entropy, _LOSS, p, int(ignore_index), ls, reduction)[0]
+
+
+def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                           ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+                           wrt: str = "input") -> np.ndarray:
+    """Gradient of cross_entropy with respect to input (softmax-shaped: g [(A + B W) p - A onehot
+    - B w] for class targets, g (S p - w q) for probabilities) or, with wrt="target", to
+    probability targets (-g (1 - label_smoothing) w log_softmax(input))."""
+    reduction = check_reduction(reduction)
+    ls = _check_label_smoothing(label_smoothing)
+    if wrt not in ("input", "target"):
+        raise ValueError(f"wrt must be 'input' or 'target', got {wrt!r}")
+    p = _prepare(input, target, weight, ignore_index, False, _grad_dtype(grad_output, reduction))
+    if wrt == "target" and p.probs is None:
+        raise ValueError("wrt='target' needs probability targets (class indices have no gradient)")
+    g, gv = _grad_output(grad_output, p, reduction)
+    op = _GRAD_INPUT if wrt == "input" else _GRAD_TARGET
+    return _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv)[1]
+
+
+def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                                 ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+                                 out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+    """(cross_entropy, its gradient with respect to input) in one pass over the logits, one exp
+    per element. `out` receives the gradient and may be `input` itself (the logits are
+    overwritten: no second N x C buffer)."""
+    if reduction.__class__ is not str or reduction not in _REDUCTION:
+        check_reduction(reduction)
+    ls = _check_label_smoothing(label_smoothing)
+    p = _prepare(input, target, weight, ignore_index, False, rows_ok=out is None)
+    out = _check_out(out, p)
+    return _run(_core.cross_entropy, _LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
+
+
+# ----------------------------------------------------------------------------- nll_loss
+
+
+def nll_loss(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None, ignore_index: int = -100,
+             reduction: str = "mean") -> Any:
+    """Negative log-likelihood -w[y] input[y] of log-probabilities `input` (F.nll_loss)."""
+    if reduction.__class__ is not str or reduction not in _REDUCTION:
+        check_reduction(reduction)
+    p = _prepare(input, target, weight, ignore_index, True)
+    return _run(_core.nll_loss, _LOSS, p, int(ignore_index), 0.0, reduction)[0]
+
+
+def nll_loss_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                      ignore_index: int = -100, reduction: str = "mean") -> np.ndarray:
+    """Gradient of nll_loss with respect to input: -g w[y] at each target, 0 elsewhere."""
+    reduction = check_reduction(reduction)
+    p = _prepare(input, target, weight, ignore_index, True, _grad_dtype(grad_output, reduction))
+    g, gv = _grad_output(grad_output, p, reduction)
+    return _run(_core.nll_loss, _GRAD_INPUT, p, int(ignore_index), 0.0, reduction, g, gv)[1]
+
+
+def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                            ignore_index: int = -100, reduction: str = "mean",
+                            out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+    """(nll_loss, its gradient with respect to input) in one call; `out` may be `input` itself."""
+    if reduction.__class__ is not str or reduction not in _REDUCTION:
+        check_reduction(reduction)
+    p = _prepare(input, target, weight, ignore_index, True, rows_ok=out is None)
+    out = _check_out(out, p)
+    return _run(_core.nll_loss, _LOSS_AND_GRAD, p, int(ignore_index), 0.0, reduction, out=out)
