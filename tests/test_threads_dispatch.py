@@ -206,11 +206,17 @@ def test_python_thread_keeps_counting_while_kernel_runs(name, restore_threads):
     g = rng.standard_normal((1000, 2000))
     lo.set_num_threads(1)
     started = threading.Event()
-    state = {"done": False}
+    state = {"done": False, "counted": False}
 
     def worker():
         started.set()
-        GIL_CALLS[name](x, g)
+        # Several calls: on a loaded machine the main thread may not be scheduled during one.
+        # Between calls the worker never yields the GIL (huge switch interval), so only a
+        # kernel that releases it lets the main thread count.
+        for _ in range(20):
+            GIL_CALLS[name](x, g)
+            if state["counted"]:
+                break
         state["done"] = True
 
     count = 0
@@ -222,6 +228,7 @@ def test_python_thread_keeps_counting_while_kernel_runs(name, restore_threads):
         started.wait()
         while not state["done"]:
             count += 1
+            state["counted"] = True
             time.sleep(0)
         t.join()
     finally:
