@@ -16,7 +16,7 @@ namespace {
 int default_threads() {
   if (const char* env = std::getenv("LOGITOPS_NUM_THREADS")) {
     const int n = std::atoi(env);
-    if (n >= 1) return n;
+    if (n >= 1) return std::min(n, 1024);  // the cap set_num_threads applies too
   }
   const unsigned hw = std::thread::hardware_concurrency();
   return hw ? static_cast<int>(hw) : 1;

@@ -150,11 +150,15 @@ void log_sigmoid_backward_n(const T* grad, const T* x, int64_t n, T* out) {
   map_binary(grad, x, n, out, [](typename Simd<T>::V g, typename Simd<T>::V v) { return g * sigmoid_pair<T>(v).neg; });
 }
 
+// sigmoid'(x) = e / (1 + e)^2 with e = exp(-|x|): one division instead of two rounded
+// sigmoids multiplied, which keeps float32 within 4 ulp.
 template <class T>
 void sigmoid_backward_n(const T* grad, const T* x, int64_t n, T* out) {
-  map_binary(grad, x, n, out, [](typename Simd<T>::V g, typename Simd<T>::V v) {
-    const SigmoidPair<T> s = sigmoid_pair<T>(v);
-    return g * (s.pos * s.neg);
+  using S = Simd<T>;
+  map_binary(grad, x, n, out, [](typename S::V g, typename S::V v) {
+    const auto e = vexp_nonpos<T>(-S::abs(v));
+    const auto q = S::set(T(1)) + e;
+    return g * (e / (q * q));
   });
 }
 

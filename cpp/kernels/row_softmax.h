@@ -9,6 +9,8 @@
 #pragma once
 
 #include "kernels/loops.h"
+#include <type_traits>
+
 #include "simd/vmath.h"
 
 namespace logitops {
@@ -62,6 +64,18 @@ inline typename Simd<T>::V exp_shifted(typename Simd<T>::V x, typename Simd<T>::
   return S::fma(e, lo, e);
 }
 
+// `others` of a row with finite maximum m whose other terms are all tiny, one element at a time in
+// long double, whose wider exponent keeps the terms that are subnormal (or zero) in T.
+template <class T>
+inline double row_others_tiny(const T* x, int64_t n, T m) {
+  long double sum = 0.0L;
+  int64_t ties = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    if (x[j] == m) ++ties; else sum += std::exp(static_cast<long double>(x[j]) - static_cast<long double>(m));
+  }
+  return static_cast<double>(sum + static_cast<long double>(ties - 1));
+}
+
 // Second pass over a row with maximum m (from row_max). Returns `others`; when E is non-null
 // also stores exp(d_j) in E[j] (E may alias x), and when G is non-null sets
 // *g_dot_e = sum_j G[j] * exp(d_j) and *g_sum = sum_j G[j]. Sums are accumulated in double.
@@ -110,7 +124,14 @@ inline double row_others(const T* x, int64_t n, T m, T* E = nullptr, const T* G 
     *g_dot_e = S::acc_sum(dot);
     *g_sum = S::acc_sum(gs);
   }
-  return S::acc_sum(acc) + static_cast<double>(ties - 1);
+  const double others = S::acc_sum(acc) + static_cast<double>(ties - 1);
+  // vexp_nonpos flushes terms below the smallest normal number. Each lost term is below
+  // T_MIN, so the sum can only be off by n * T_MIN: recompute the rare rows where that could
+  // reach a few ulp of the sum (a single tie and every other term tiny: a very confident row).
+  constexpr double guard = std::is_same_v<T, float> ? 0x1p26 : 0x1p55;
+  if (others < static_cast<double>(n) * static_cast<double>(std::numeric_limits<T>::min()) * guard)
+    return row_others_tiny(x, n, m);
+  return others;
 }
 
 template <class T>

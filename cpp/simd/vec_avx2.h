@@ -106,7 +106,11 @@ template <>
 struct Simd<double> {
   using V = __m256d;
   using M = __m256d;
-  using Acc = __m256d;
+  // Sums of doubles are compensated (TwoSum per lane): a plain sum of n terms drifts by
+  // ~n/2 ulp, which a float64 row of a thousand classes would show.
+  struct Acc {
+    __m256d s, c;
+  };
   static constexpr int64_t W = 4;
 
   static V load(const double* p) { return _mm256_loadu_pd(p); }
@@ -169,10 +173,32 @@ struct Simd<double> {
     return _mm_cvtsd_f64(s);
   }
 
-  static Acc acc_zero() { return _mm256_setzero_pd(); }
-  static void acc_add(Acc& acc, V a) { acc = _mm256_add_pd(acc, a); }
-  static Acc acc_plus(Acc a, Acc b) { return _mm256_add_pd(a, b); }
-  static double acc_sum(Acc acc) { return reduce_add(acc); }
+  static Acc acc_zero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+  static void acc_add(Acc& acc, V a) {
+    const __m256d t = _mm256_add_pd(acc.s, a);
+    const __m256d bp = _mm256_sub_pd(t, acc.s);
+    const __m256d err = _mm256_add_pd(_mm256_sub_pd(acc.s, _mm256_sub_pd(t, bp)), _mm256_sub_pd(a, bp));
+    acc.c = _mm256_add_pd(acc.c, err);
+    acc.s = t;
+  }
+  static Acc acc_plus(Acc a, Acc b) {
+    acc_add(a, b.s);
+    a.c = _mm256_add_pd(a.c, b.c);
+    return a;
+  }
+  static double acc_sum(Acc acc) {
+    alignas(32) double s[4], c[4];
+    _mm256_store_pd(s, acc.s);
+    _mm256_store_pd(c, acc.c);
+    double hi = 0.0, lo = 0.0;
+    for (int l = 0; l < 4; ++l) {  // TwoSum across the lanes too
+      const double t = hi + s[l];
+      const double bp = t - hi;
+      lo += (hi - (t - bp)) + (s[l] - bp) + c[l];
+      hi = t;
+    }
+    return hi + lo;
+  }
 };
 
 }  // namespace LO_TARGET

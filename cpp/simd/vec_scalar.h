@@ -2,6 +2,8 @@
 // path: the same algorithms as the SIMD sets, one element at a time, no fused multiply-add.
 #pragma once
 
+#include <type_traits>
+
 namespace logitops {
 namespace LO_TARGET {
 
@@ -24,7 +26,11 @@ template <class T>
 struct Simd {
   using V = T;
   using M = bool;
-  using Acc = double;
+  // float lanes sum exactly enough in double; double lanes are compensated (TwoSum), since a
+  // plain sum of n terms drifts by ~n/2 ulp.
+  struct Acc {
+    double s, c;
+  };
   static constexpr int64_t W = 1;
 
   static V load(const T* p) { return *p; }
@@ -81,10 +87,24 @@ struct Simd {
   static T reduce_min(V a) { return a; }
   static T reduce_add(V a) { return a; }
 
-  static Acc acc_zero() { return 0.0; }
-  static void acc_add(Acc& acc, V a) { acc += static_cast<double>(a); }
-  static Acc acc_plus(Acc a, Acc b) { return a + b; }
-  static double acc_sum(Acc acc) { return acc; }
+  static Acc acc_zero() { return {0.0, 0.0}; }
+  static void acc_add(Acc& acc, V a) {
+    const double x = static_cast<double>(a);
+    if constexpr (std::is_same_v<T, float>) {
+      acc.s += x;
+    } else {
+      const double t = acc.s + x;
+      const double bp = t - acc.s;
+      acc.c += (acc.s - (t - bp)) + (x - bp);
+      acc.s = t;
+    }
+  }
+  static Acc acc_plus(Acc a, Acc b) {
+    acc_add(a, static_cast<V>(b.s));
+    a.c += b.c;
+    return a;
+  }
+  static double acc_sum(Acc acc) { return acc.s + acc.c; }
 };
 
 }  // namespace LO_TARGET
