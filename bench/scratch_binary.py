@@ -35,12 +35,15 @@ def main() -> None:
     xt, tt, pt = torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(p)
     out = np.empty_like(x)
 
+    X = xt.clone().requires_grad_()
+    P = pt.clone().requires_grad_()
+
     def torch_logits():
-        X = xt.clone().requires_grad_()  # clone inside: a fresh leaf each call
+        X.grad = None  # a fresh gradient buffer each call, as ours allocates none (out=)
         F.binary_cross_entropy_with_logits(X, tt).backward()
 
     def torch_probs():
-        P = pt.clone().requires_grad_()
+        P.grad = None
         F.binary_cross_entropy(P, tt).backward()
 
     rows = [

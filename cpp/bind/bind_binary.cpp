@@ -43,12 +43,9 @@ bool overlaps(const void* a, const void* b, int64_t bytes) {
   return bytes > 0 && pa < pb + bytes && pb < pa + bytes;
 }
 
-void throw_status(int status) {
-  if (status & kBinaryBadInput) throw py::value_error("input: all elements should be between 0 and 1 (probabilities)");
-  if (status & kBinaryBadTarget) throw py::value_error("target: all elements should be between 0 and 1");
-}
-
-// Returns (loss sum, per-element loss or None, gradient or None).
+// Returns (loss sum, per-element loss or None, gradient or None, status): status holds the
+// BinaryStatus bits (probabilities out of range), which the Python layer turns into its
+// ValueError; the outputs are then meaningless.
 template <bool Logits>
 py::tuple run(int op_code, const py::array& input, const py::array& target, const py::object& weight,
               int64_t weight_period, int64_t weight_block, const py::object& pos_weight, int64_t pos_period,
@@ -101,8 +98,7 @@ py::tuple run(int op_code, const py::array& input, const py::array& target, cons
           if (s) status.fetch_or(s);
         }, &sum);
     }
-    throw_status(status.load());
-    return py::make_tuple(sum, loss_arr, grad_arr);
+    return py::make_tuple(sum, loss_arr, grad_arr, status.load());
   });
 }
 

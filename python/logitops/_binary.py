@@ -43,6 +43,8 @@ __all__ = [
 
 # Operation codes of the kernels (BinaryOp in cpp/kernels/binary.h).
 _LOSS, _GRAD_INPUT, _GRAD_TARGET, _LOSS_AND_GRAD = 0, 1, 2, 3
+# Status bits of the kernels (BinaryStatus).
+_BAD_INPUT, _BAD_TARGET = 1, 2
 
 
 class _Weight(NamedTuple):
@@ -201,9 +203,16 @@ def _with_dtype(a: _Args, dt: np.dtype) -> _Args:
 
 def _call(kernel: Any, op: int, a: _Args, grad_output: np.ndarray | None = None, scale: float = 1.0,
           store_loss: bool = False, out: np.ndarray | None = None) -> tuple[float, Any, Any]:
-    return kernel(op, a.input, a.target, a.weight.data, a.weight.period, a.weight.block,
-                  a.pos_weight.data, a.pos_weight.period, a.pos_weight.block,
-                  grad_output, scale, store_loss, out)
+    total, loss, grad, status = kernel(op, a.input, a.target, a.weight.data, a.weight.period, a.weight.block,
+                                       a.pos_weight.data, a.pos_weight.period, a.pos_weight.block,
+                                       grad_output, scale, store_loss, out)
+    # Probabilities are checked by the kernel as it reads them (when it writes over its input,
+    # before the first write), as torch checks them.
+    if status & _BAD_INPUT:
+        raise ValueError("input: all elements should be probabilities between 0 and 1 (and not NaN)")
+    if status & _BAD_TARGET:
+        raise ValueError("target: all elements should be between 0 and 1 (and not NaN)")
+    return total, loss, grad
 
 
 def _forward(kernel: Any, a: _Args, reduction: str) -> Any:
