@@ -489,6 +489,19 @@ class TestDeviations:
         _, _, theirs = self.torch_logits(x, t, q=q)
         assert np.isnan(theirs[0]) and theirs[1] == INF
 
+    @pytest.mark.parametrize("dt", DTYPES, ids=dtype_id)
+    def test_nan_as_torch(self, dt, rng):
+        """Not a deviation: NaN logits or targets give NaN where torch does (also under a zero
+        weight and in the sum), and nothing else is disturbed."""
+        x = np.array([np.nan, 1.0, np.nan, -3.0, 2.0], dtype=dt)
+        t = np.array([0.5, np.nan, 1.0, 0.0, 1.0], dtype=dt)
+        q = np.array([2.0, 0.5, 1.0, 3.0, 1.5], dtype=dt)
+        for reduction in REDUCTIONS:
+            check_against_torch("logits", x, t, None, q, reduction, rng, what="nan")
+            check_against_torch("logits", x, t, None, None, reduction, rng, what="nan")
+        loss = lo.binary_cross_entropy_with_logits(x, t, np.zeros(5, dtype=dt), reduction="none")
+        assert np.isnan(loss[0]) and np.isnan(loss[1]) and np.isnan(loss[2]) and np.all(loss[3:] == 0)
+
     def test_probabilities_at_0_and_1_as_torch(self):
         """Not a deviation: torch's clamps at the ends of [0, 1] are reproduced exactly."""
         p = np.array([0.0, 0.0, 1.0, 1.0, 0.0], dtype=F32)

@@ -76,11 +76,12 @@ class WeightCursor {
 template <class T>
 using VecOf = typename Simd<T>::V;
 
-// c * v, but exactly 0 where c == 0 even for infinite v: the limit of a vanishing term.
+// c * v, but exactly 0 where c == 0 even for infinite v: the limit of a vanishing term. A NaN
+// v stays NaN (min(0, |v|) is 0, or NaN for NaN v: min returns its second operand on NaN).
 template <class T>
 inline VecOf<T> mul0(VecOf<T> c, VecOf<T> v) {
   using S = Simd<T>;
-  return S::select(S::eq(c, S::zero()), S::zero(), c * v);
+  return S::select(S::eq(c, S::zero()), S::min(S::zero(), S::abs(v)), c * v);
 }
 
 // exp(d) for d <= 0, subnormal results included: vexp_nonpos flushes results below the smallest

@@ -32,7 +32,7 @@
 //   d/dt   = g w [log1p(-p) - log(p)]   (= -logit(p), unclamped: +-inf at p = 0, 1 as torch)
 //
 // A zero weight makes its element contribute exactly 0 to the loss and the target gradient,
-// even where the unweighted term is infinite (torch: 0 * inf = nan).
+// even where the unweighted term is infinite (torch: 0 * inf = nan); NaN stays NaN.
 #pragma once
 
 #include <cstdint>

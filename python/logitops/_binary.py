@@ -11,7 +11,8 @@ listed here and pinned by tests/test_binary.py (TestDeviations):
 3. A weight of 0 makes its element contribute exactly 0 where the unweighted loss (or target
    gradient) is infinite: BCE-with-logits loss at input +-inf, target gradient of either loss
    at input +-inf / probability 0 or 1 (torch: 0 * inf = nan). Likewise a pos_weight of 0
-   in the target gradient of BCE-with-logits at input -inf (torch: nan; we: 0).
+   in the target gradient of BCE-with-logits at input -inf (torch: nan; we: 0). A NaN term
+   stays NaN under a zero weight, as in torch.
 4. dtypes: mixed float32/float64 input and target promote to float64 (torch raises for
    binary_cross_entropy, and binary_cross_entropy_with_logits returns the target's dtype);
    weight and pos_weight are cast to that dtype (as torch: they never promote the result).
