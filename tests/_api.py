@@ -120,6 +120,8 @@ def build_class(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", w
         t /= np.maximum(t.sum(axis=0 if len(shape) == 1 else 1, keepdims=True), 1e-30)
         kw["target"] = t.astype(dtype)
     else:
+        if not np.can_cast(np.min_scalar_type(ignore_index), target_dtype):
+            target_dtype = np.int64  # e.g. uint8 targets cannot hold ignore_index=-100
         t = rng.integers(0, max(C, 1), tshape).astype(target_dtype)
         if n_ignored:
             flat = t.reshape(-1)

@@ -261,7 +261,7 @@ def test_shape_errors_name_both_shapes(name, rng):
     with pytest.raises(ValueError) as ei:
         call(name, {**kw, "target": bad_t})
     msg = str(ei.value)
-    assert str(bad_t.shape) in msg and "(6, 5)" in msg if split(name)[0] in BINARY else str(bad_t.shape) in msg, msg
+    assert str(bad_t.shape) in msg and (split(name)[0] not in BINARY or "(6, 5)" in msg), msg
 
 
 # ----------------------------------------------------------------------------- bad options
@@ -420,9 +420,16 @@ def _check_vs_torch(rep: Report, name: str, kw: dict, what: str, rng, nan_strict
             rep.fail(f"{base} [{what}] {label}: shape {got.shape}, torch {want.shape}")
             return
         tn = np.isnan(want)
+        if base == "cross_entropy" and "loss" not in label and label != "forward" and kw["target"].dtype.kind in "iu":
+            # An ignored sample's gradient is 0 even if its logits are NaN (torch: NaN through
+            # log_softmax's backward; its loss is 0 in both). Deviation reported for the README.
+            ign = np.expand_dims(kw["target"] == kw.get("ignore_index", -100), 1 if got.ndim > 1 else 0)
+            tn = tn & ~np.broadcast_to(ign, tn.shape)
+            want = np.where(np.broadcast_to(ign, want.shape), 0.0, want)
         if nan_strict and not np.array_equal(np.isnan(got), tn):
-            rep.fail(f"{base} [{what}] {label}: NaN at {np.argwhere(np.isnan(got) != tn)[:3].tolist()}; "
-                     f"got {got.ravel()[:6]}, torch {want.ravel()[:6]}")
+            at = np.isnan(got) != tn
+            rep.fail(f"{base} [{what}] {label}: NaN pattern differs at {np.argwhere(at)[:3].tolist()}: "
+                     f"got {got[at][:3]}, torch {want[at][:3]}")
             return
         ok = ~tn
         if not np.allclose(got[ok], want[ok], rtol=rtol, atol=atol):
@@ -562,7 +569,7 @@ def test_inf_everywhere(base, dtype, rng):
         if base in LOSSES:
             opts["reduction"] = ("none", "sum", "mean")[trial]
         if base in CLASS:
-            opts.update(weight=True)
+            opts.update(weight=True, probs=base == "cross_entropy" and trial > 0)
         kw = forward_kwargs(base, rng, dtype, **opts)
         first = "x" if "x" in kw else "input"
         if base == "binary_cross_entropy":
@@ -574,6 +581,7 @@ def test_inf_everywhere(base, dtype, rng):
         # (no huge finite ties: torch's logsumexp_backward gives each of two 1e30s weight 1)
         kw[first] = _inject(kw[first], rng, [np.inf, -np.inf], 0.2)
         _check_vs_torch(rep, base, kw, f"±inf in {first}, trial {trial}", rng, nan_strict=False)
+        _check_f32_f64_specials(rep, base, kw, f"±inf in {first}, trial {trial}")
         # whole rows of -inf / +inf
         x = kw[first].copy()
         if x.ndim >= 2:
@@ -581,6 +589,22 @@ def test_inf_everywhere(base, dtype, rng):
             x[1] = np.inf
             _check_vs_torch(rep, base, {**kw, first: x}, f"rows of ±inf, trial {trial}", rng, nan_strict=False)
     rep.check()
+
+
+def _check_f32_f64_specials(rep: Report, base: str, kw: dict, what: str) -> None:
+    """float32 and float64 runs on the same values have the same NaN / ±inf pattern (where
+    torch is NaN, the limit we give must not depend on the dtype)."""
+    k32 = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v) for k, v in kw.items()}
+    k64 = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v) for k, v in kw.items()}
+    names = [base] + [base + "_value_and_grad"] * (base + "_value_and_grad" in FUNCS)
+    for name in names:
+        for i, (a, b) in enumerate(zip(_as_tuple(call(name, k32)), _as_tuple(call(name, k64)))):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            fa, fb = np.where(np.isfinite(a), 0.0, a), np.where(np.isfinite(b), 0.0, b)
+            if not np.array_equal(fa, fb, equal_nan=True):
+                at = ~((fa == fb) | (np.isnan(fa) & np.isnan(fb)))
+                rep.fail(f"{name} [{what}] output {i}: float32 {a[at][:3]} but float64 {b[at][:3]} "
+                         f"at {np.argwhere(at)[:3].tolist()}")
 
 
 def _layouts(a: np.ndarray, rng):
@@ -739,7 +763,9 @@ def test_mixed_float_dtypes(name, rng):
             elif arg not in str(e):
                 rep.fail(f"{name}: float64 {arg}: {e!r} does not name it")
             continue
-        dt = want_dt or np.dtype(np.float64)
+        # torch refuses the mix: promoting, or keeping the input's dtype (weights do not
+        # promote elsewhere in torch) are both fine, computed in that dtype.
+        dt = want_dt or np.asarray(_as_tuple(got)[0]).dtype
         want = call(name, {k: (a.astype(dt) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a)
                            for k, a in kw.items()})
         for a, b in zip(_as_tuple(got), _as_tuple(want)):
