@@ -30,7 +30,8 @@ def contiguous(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """A C-contiguous array of `dtype` with a's values (a itself when it already is one)."""
     if a.dtype == dtype and a.flags.c_contiguous:
         return a
-    return np.ascontiguousarray(a, dtype=dtype)
+    # ascontiguousarray turns a 0-d array into shape (1,): keep the shape.
+    return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape)
 
 
 def check_reduction(reduction: Any) -> str:
