@@ -45,7 +45,7 @@ py::tuple run(int op_code, const py::array& input, const py::object& target, con
   const auto op = static_cast<CeOp>(op_code);
   return by_float_dtype(input, "input", [&](auto tag) -> py::tuple {
     using T = decltype(tag);
-    if (outer < 0 || classes < 0 || inner < 1) throw py::value_error("input: bad layout");
+    if (outer < 0 || classes < 0 || inner < 0) throw py::value_error("input: bad layout");
     const int64_t samples = outer * inner, n = samples * classes;
     CeArgs<T> a{};
     a.input = cdata<T>(input, "input");
@@ -89,7 +89,8 @@ py::tuple run(int op_code, const py::array& input, const py::object& target, con
     const int64_t lanes = inner == 1 ? 1 : ce_lane_block(classes, inner, static_cast<int64_t>(sizeof(T)));
     const int64_t unit_work = Nll ? lanes * (grad_op ? classes + 1 : 1) + 16 : lanes * classes + 16;
     std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
-    double divisor = static_cast<double>(samples), sum = 0.0;
+    // Probability targets: the number of samples; torch gives nan for an input without elements.
+    double divisor = n == 0 ? 0.0 : static_cast<double>(samples), sum = 0.0;
     {
       py::gil_scoped_release nogil;
       if (a.target) {

@@ -58,27 +58,49 @@ inline void vec_loop(int64_t n, F f) {
 
 // ----------------------------------------------------------------------------- shifted exp
 
-// exp(x - m) for x <= m: 0 where x - m < log(FLT_MIN) (DBL_MIN), -inf included; NaN for NaN.
+// exp(x - m) * 2^k for x <= m, with k = ExpScale<T>::k: a sum of exps far below FLT_MIN
+// (DBL_MIN) can itself be a normal number (1000 terms of exp(-90) in float32), and flushing each
+// term to zero would lose it: the loss of a very confident prediction. Scaled by 2^k (100 for
+// float, 900 for double; k is folded into the magic number's bias, so it costs nothing) every
+// term down to d = x - m = -156 (float; -1332 double) is a normal number, and the sum is scaled
+// back by 2^-k exactly, in double. Below that, 0 (-inf included); NaN for NaN.
 // x - m rounds when x and m are far apart (opposite signs, a large margin), which would cost
 // exp(d) a relative error of |d| eps / 2 (~40 ulp near d = -87); its rounding error lo is
-// recovered exactly (TwoSum) and joins the reduced argument: exp(d + lo). Otherwise as
-// vexp_nonpos, without the clamps that the final select makes unnecessary here (row_others
-// does the same work with a tie count per element; this is its lean form for the loss kernels).
+// recovered exactly (TwoSum) and joins the reduced argument: exp(d + lo).
+template <class T>
+struct ExpScale;
+template <>
+struct ExpScale<float> {
+  static constexpr int k = 100;
+};
+template <>
+struct ExpScale<double> {
+  static constexpr int k = 900;
+};
+template <class T>
+constexpr T exp_unscale() {  // 2^-k
+  T v = T(1);
+  for (int i = 0; i < ExpScale<T>::k; ++i) v *= T(0.5);
+  return v;
+}
+
 template <class T>
 inline typename Simd<T>::V shifted_exp(typename Simd<T>::V x, typename Simd<T>::V m) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;
+  constexpr int k = ExpScale<T>::k;
   const V d = x - m;
   const V mr = d - x;
   const V lo = (x - (d - mr)) - (m + mr);
-  const V magic = S::set(T(1.5) / std::numeric_limits<T>::epsilon() + T(C::bias));
-  const V t = S::fma(d, S::set(C::log2e), magic);  // n + bias in the low bits
+  const V magic = S::set(T(1.5) / std::numeric_limits<T>::epsilon() + T(C::bias + k));
+  const V t = S::fma(d, S::set(C::log2e), magic);  // n + bias + k in the low bits
   const V n = t - magic;
   V r = S::fma(n, S::set(-C::ln2_hi), d);
   r = S::fma(n, S::set(-C::ln2_lo), r) + lo;
   const V e = exp_small_poly<T>(r) * S::low_bits_to_exponent(t);
-  return S::select(S::lt(d, S::set(C::exp_min_normal_arg)), S::zero(), e);
+  const T dmin = C::exp_min_normal_arg - T(k) * T(0.693147180559945309);
+  return S::select(S::lt(d, S::set(dmin)), S::zero(), e);
 }
 
 // Index of the first element equal to m (n if none).
@@ -110,6 +132,7 @@ double row_exp_sum(const T* x, int64_t n, T m, T* E, const T* next) {
   if (!next) next = x;  // a harmless prefetch target: no branch in the loop
   const int64_t jmax = first_equal(x, n, m);
   const V mv = S::set(m);
+  const V unscale = S::set(exp_unscale<T>());  // stored exps are exp(d), gradually underflowing
   T lane[W];
   for (int64_t l = 0; l < W; ++l) lane[l] = static_cast<T>(l);
   const V lanes = S::load(lane);
@@ -121,8 +144,8 @@ double row_exp_sum(const T* x, int64_t n, T m, T* E, const T* next) {
     V e0 = shifted_exp<T>(S::load(x + i), mv);
     V e1 = shifted_exp<T>(S::load(x + i + W), mv);
     if (StoreE) {
-      S::store(E + i, e0);
-      S::store(E + i + W, e1);
+      S::store(E + i, e0 * unscale);
+      S::store(E + i + W, e1 * unscale);
     }
     if (holds_max) {
       e0 = skip_max(e0, i);
@@ -138,11 +161,11 @@ double row_exp_sum(const T* x, int64_t n, T m, T* E, const T* next) {
   for (; i < n; i += W) {
     const int64_t r = std::min<int64_t>(W, n - i);
     V e = shifted_exp<T>(S::load_tail(x + i, r, -std::numeric_limits<T>::infinity()), mv);
-    if (StoreE) S::store_tail(E + i, r, e);
+    if (StoreE) S::store_tail(E + i, r, e * unscale);
     if (static_cast<uint64_t>(jmax - i) < static_cast<uint64_t>(W)) e = skip_max(e, i);
     S::acc_add(acc, e);
   }
-  return S::acc_sum(acc);
+  return S::acc_sum(acc) * static_cast<double>(exp_unscale<T>());
 }
 
 // ----------------------------------------------------------------------------- per-class terms
@@ -445,6 +468,7 @@ void lanes_exp(const T* x, int64_t C, int64_t inner, int64_t nl, const T* m, T* 
   std::fill(es, es + nl, T(0));
   std::fill(ec, ec + nl, T(0));
   std::fill(ties, ties + nl, T(0));
+  const V unscale = S::set(exp_unscale<T>());
   for (int64_t c = 0; c < C; ++c) {
     const T* row = x + c * inner;
     T* erow = E ? E + c * inner : nullptr;
@@ -452,14 +476,15 @@ void lanes_exp(const T* x, int64_t C, int64_t inner, int64_t nl, const T* m, T* 
       const V xv = load_n<T>(row + l, r, T(0));
       const V mv = load_n<T>(m + l, r, T(0));
       const auto tie = S::eq(xv, mv);
-      const V e = S::select(tie, S::set(T(1)), shifted_exp<T>(xv, mv));
+      const V e = shifted_exp<T>(xv, mv);  // scaled by 2^k
       kahan_add<T>(es, ec, l, r, S::select(tie, S::zero(), e));
       store_n<T>(ties + l, r, load_n<T>(ties + l, r, T(0)) + S::select(tie, S::set(T(1)), S::zero()));
-      if (erow) store_n<T>(erow + l, r, e);
+      if (erow) store_n<T>(erow + l, r, S::select(tie, S::set(T(1)), e * unscale));
     });
   }
+  const double back = static_cast<double>(exp_unscale<T>());
   for (int64_t l = 0; l < nl; ++l)
-    others[l] = (static_cast<double>(es[l]) - static_cast<double>(ec[l])) + (static_cast<double>(ties[l]) - 1.0);
+    others[l] = (static_cast<double>(es[l]) - static_cast<double>(ec[l])) * back + (static_cast<double>(ties[l]) - 1.0);
 }
 
 template <class T, class Md>
