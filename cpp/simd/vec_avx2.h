@@ -197,7 +197,8 @@ struct Simd<double> {
       lo += (hi - (t - bp)) + (s[l] - bp) + c[l];
       hi = t;
     }
-    return hi + lo;
+    // Once a sum is infinite its error terms are inf - inf = NaN: the infinity is the answer.
+    return std::isfinite(hi) ? hi + lo : hi;
   }
 };
 

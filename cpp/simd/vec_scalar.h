@@ -104,7 +104,8 @@ struct Simd {
     a.c += b.c;
     return a;
   }
-  static double acc_sum(Acc acc) { return acc.s + acc.c; }
+  // Once a sum is infinite its error term is inf - inf = NaN: the infinity is the answer.
+  static double acc_sum(Acc acc) { return std::isfinite(acc.s) ? acc.s + acc.c : acc.s; }
 };
 
 }  // namespace LO_TARGET
