@@ -145,12 +145,12 @@ def check_all(x, target, weight=None, ignore_index=-100, reduction="mean", label
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["w0", "w1"])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2], ids=["ls0", "ls.2"])
-@pytest.mark.parametrize("ignore", ["default", "ignored", "valid-class"])
+@pytest.mark.parametrize("ignore", ["ignored", "valid-class"])  # "ignored": the default -100, some samples ignored
 def test_class_targets(dtype, shape, reduction, weighted, label_smoothing, ignore, rng):
     x = make_logits(rng, shape, dtype)
     C = classes(shape)
-    ii = {"default": -100, "ignored": -100, "valid-class": 1}[ignore]
-    y = make_targets(rng, shape, ii if ignore != "default" else None)
+    ii = {"ignored": -100, "valid-class": 1}[ignore]
+    y = make_targets(rng, shape, ii)
     w = (rng.random(C) + 0.1).astype(dtype) if weighted else None
     check_all(x, y, w, ii, reduction, label_smoothing, rng)
 
@@ -171,11 +171,11 @@ def test_probability_targets(dtype, shape, reduction, weighted, label_smoothing,
 @pytest.mark.parametrize("shape", [s for s, _ in SHAPES], ids=[i for _, i in SHAPES])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["w0", "w1"])
-@pytest.mark.parametrize("ignore", ["default", "ignored", "valid-class"])
+@pytest.mark.parametrize("ignore", ["ignored", "valid-class"])
 def test_nll_loss(dtype, shape, reduction, weighted, ignore, rng):
     x = make_logits(rng, shape, dtype)
-    ii = {"default": -100, "ignored": -100, "valid-class": 1}[ignore]
-    y = make_targets(rng, shape, ii if ignore != "default" else None)
+    ii = {"ignored": -100, "valid-class": 1}[ignore]
+    y = make_targets(rng, shape, ii)
     w = (rng.random(classes(shape)) + 0.1).astype(dtype) if weighted else None
     check_all(x, y, w, ii, reduction, rng=rng, nll=True)
 

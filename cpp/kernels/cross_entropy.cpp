@@ -371,7 +371,8 @@ void ce_rows(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* lo
       if (!Md::prob) g.xy[k] = xr[g.y[k]];
       // x_y and the dot pass have read the row: pass 2 may overwrite it.
       T* E = grad ? a.grad_out + r * C : nullptr;
-      const T* next = r + 1 < end ? xr + C : nullptr;
+      // The next row, even across a chunk boundary (a read-only hint; the chunk may be another thread's).
+      const T* next = r + 1 < a.outer ? xr + C : nullptr;
       g.others[k] = E ? row_exp_sum<T, true>(xr, C, m, E, next) : row_exp_sum<T, false>(xr, C, m, E, next);
     }
     finalize<T, Md>(op, a, pr, g, want_loss, loss_sum);
