@@ -45,24 +45,36 @@ void log_softmax_rows(const T* x, int64_t rows, int64_t cols, T* out) {
   }
 }
 
-// Writes exp(d_j) * scale_row into out; used by softmax (scale 1) and logsumexp_backward.
-template <class T>
-void scaled_softmax_rows(const T* x, const T* row_scale, int64_t rows, int64_t cols, T* out) {
-  using S = Simd<T>;
-  using V = typename S::V;
+// The two passes every softmax-shaped row needs: the max, then exp(d_j) stored into the output
+// row while summing (with the upstream gradient's sums when grad is given). The row is then
+// handed to finish(r, g, o, others, g_dot_e, g_sum) with o holding exp(d_j) and Z = 1 + others.
+// A row of all -inf (or an empty row) has no softmax: it is filled with NaN, as torch.
+template <class T, class Finish>
+void for_each_exp_row(const T* x, const T* grad, int64_t rows, int64_t cols, T* out, Finish finish) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
+    const T* g = grad ? grad + r * cols : nullptr;
     T* o = out + r * cols;
     const T m = row_max(xr, cols);
     if (m == -std::numeric_limits<T>::infinity()) {
       fill_nan(o, cols);
       continue;
     }
-    const double others = row_others(xr, cols, m, o);
-    const double scale = (row_scale ? static_cast<double>(row_scale[r]) : 1.0) / (1.0 + others);
-    const V sv = S::set(static_cast<T>(scale));
-    map_unary(o, cols, o, [&](V e) { return e * sv; });
+    double g_dot_e = 0.0, g_sum = 0.0;
+    const double others = row_others(xr, cols, m, o, g, &g_dot_e, &g_sum);
+    finish(r, g, o, others, g_dot_e, g_sum);
   }
+}
+
+// out = exp(d_j) * scale_row / Z: softmax (scale 1) and logsumexp_backward (scale = grad).
+template <class T>
+void scaled_softmax_rows(const T* x, const T* row_scale, int64_t rows, int64_t cols, T* out) {
+  using S = Simd<T>;
+  for_each_exp_row<T>(x, nullptr, rows, cols, out, [&](int64_t r, const T*, T* o, double others, double, double) {
+    const double scale = (row_scale ? static_cast<double>(row_scale[r]) : 1.0) / (1.0 + others);
+    const auto sv = S::set(static_cast<T>(scale));
+    map_unary(o, cols, o, [&](typename S::V e) { return e * sv; });
+  });
 }
 
 template <class T>
@@ -75,47 +87,26 @@ void logsumexp_backward_rows(const T* grad, const T* x, int64_t rows, int64_t co
   scaled_softmax_rows<T>(x, grad, rows, cols, out);
 }
 
+// out = g - softmax * sum(g)
 template <class T>
 void log_softmax_backward_rows(const T* grad, const T* x, int64_t rows, int64_t cols, T* out) {
   using S = Simd<T>;
-  using V = typename S::V;
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * cols;
-    const T* g = grad + r * cols;
-    T* o = out + r * cols;
-    const T m = row_max(xr, cols);
-    if (m == -std::numeric_limits<T>::infinity()) {
-      fill_nan(o, cols);
-      continue;
-    }
-    double g_dot_e = 0.0, g_sum = 0.0;
-    const double others = row_others(xr, cols, m, o, g, &g_dot_e, &g_sum);
-    const V coef = S::set(static_cast<T>(g_sum / (1.0 + others)));
-    // out = g - softmax * sum(g), softmax = e / Z with e already in out.
-    map_binary(g, o, cols, o, [&](V gv, V e) { return gv - e * coef; });
-  }
+  for_each_exp_row<T>(x, grad, rows, cols, out, [&](int64_t, const T* g, T* o, double others, double, double g_sum) {
+    const auto coef = S::set(static_cast<T>(g_sum / (1.0 + others)));
+    map_binary(g, o, cols, o, [&](typename S::V gv, typename S::V e) { return gv - e * coef; });
+  });
 }
 
+// out = softmax * (g - sum_k g_k softmax_k)
 template <class T>
 void softmax_backward_rows(const T* grad, const T* x, int64_t rows, int64_t cols, T* out) {
   using S = Simd<T>;
-  using V = typename S::V;
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * cols;
-    const T* g = grad + r * cols;
-    T* o = out + r * cols;
-    const T m = row_max(xr, cols);
-    if (m == -std::numeric_limits<T>::infinity()) {
-      fill_nan(o, cols);
-      continue;
-    }
-    double g_dot_e = 0.0, g_sum = 0.0;
-    const double others = row_others(xr, cols, m, o, g, &g_dot_e, &g_sum);
+  for_each_exp_row<T>(x, grad, rows, cols, out, [&](int64_t, const T* g, T* o, double others, double g_dot_e, double) {
     const double inv_z = 1.0 / (1.0 + others);
-    const V inv = S::set(static_cast<T>(inv_z));
-    const V gy = S::set(static_cast<T>(g_dot_e * inv_z));  // sum_k g_k softmax_k
-    map_binary(g, o, cols, o, [&](V gv, V e) { return (e * inv) * (gv - gy); });
-  }
+    const auto inv = S::set(static_cast<T>(inv_z));
+    const auto gy = S::set(static_cast<T>(g_dot_e * inv_z));
+    map_binary(g, o, cols, o, [&](typename S::V gv, typename S::V e) { return (e * inv) * (gv - gy); });
+  });
 }
 
 // Both sigmoids from e = exp(-|x|): r = 1/(1+e) is sigmoid(|x|), e*r is sigmoid(-|x|).
