@@ -285,7 +285,9 @@ void finalize(CeOp op, const CeArgs<T>& a, const Params<T>& pr, Group<T>& g, boo
           loss = wy * nll;
           A = wy * gk;
         }
-        coef = (A + B * W) / Z;
+        // Without smoothing B is 0 and W (which sums every class's weight, NaN ones included)
+        // must not enter: torch's gradient never touches the weights of other classes.
+        coef = (Md::dot ? A + B * W : A) / Z;
         sub = B;
       }
     }
