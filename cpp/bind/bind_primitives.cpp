@@ -11,8 +11,9 @@ const PrimitiveKernels<T>& kernels() {
   return for_dtype<T>(LO_ACTIVE_TABLE(primitive_table));
 }
 
-// Rows are split across threads in chunks of about 32k elements of work.
-int64_t row_grain(int64_t cols) { return grain_for(cols + 16); }
+// Rows are split across threads in chunks of about 256k elements of work: the kernels prefetch
+// the next row of their chunk while working on one, so a chunk should hold several rows.
+int64_t row_grain(int64_t cols) { return grain_for(cols + 16, 1 << 18); }
 
 py::array logsumexp(const py::array& x) {
   return by_float_dtype(x, "x", [&](auto tag) -> py::array {

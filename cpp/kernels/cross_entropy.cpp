@@ -56,117 +56,8 @@ inline void vec_loop(int64_t n, F f) {
   if (i < n) f(i, n - i);
 }
 
-// ----------------------------------------------------------------------------- shifted exp
-
-// exp(x - m) * 2^k for x <= m, with k = ExpScale<T>::k: a sum of exps far below FLT_MIN
-// (DBL_MIN) can itself be a normal number (1000 terms of exp(-90) in float32), and flushing each
-// term to zero would lose it: the loss of a very confident prediction. Scaled by 2^k (100 for
-// float, 900 for double; k is folded into the magic number's bias, so it costs nothing) every
-// term down to d = x - m = -156 (float; -1332 double) is a normal number, and the sum is scaled
-// back by 2^-k exactly, in double. Below that, 0 (-inf included); NaN for NaN.
-// x - m rounds when x and m are far apart (opposite signs, a large margin), which would cost
-// exp(d) a relative error of |d| eps / 2 (~40 ulp near d = -87); its rounding error lo is
-// recovered exactly (TwoSum) and joins the reduced argument: exp(d + lo).
-template <class T>
-struct ExpScale;
-template <>
-struct ExpScale<float> {
-  static constexpr int k = 100;
-};
-template <>
-struct ExpScale<double> {
-  static constexpr int k = 900;
-};
-template <class T>
-constexpr T exp_unscale() {  // 2^-k
-  T v = T(1);
-  for (int i = 0; i < ExpScale<T>::k; ++i) v *= T(0.5);
-  return v;
-}
-
-template <class T>
-inline typename Simd<T>::V shifted_exp(typename Simd<T>::V x, typename Simd<T>::V m) {
-  using S = Simd<T>;
-  using C = MathConst<T>;
-  using V = typename S::V;
-  constexpr int k = ExpScale<T>::k;
-  const V d = x - m;
-  const V mr = d - x;
-  const V lo = (x - (d - mr)) - (m + mr);
-  const V magic = S::set(T(1.5) / std::numeric_limits<T>::epsilon() + T(C::bias + k));
-  const V t = S::fma(d, S::set(C::log2e), magic);  // n + bias + k in the low bits
-  const V n = t - magic;
-  V r = S::fma(n, S::set(-C::ln2_hi), d);
-  r = S::fma(n, S::set(-C::ln2_lo), r) + lo;
-  const V e = exp_small_poly<T>(r) * S::low_bits_to_exponent(t);
-  const T dmin = C::exp_min_normal_arg - T(k) * T(0.693147180559945309);
-  return S::select(S::lt(d, S::set(dmin)), S::zero(), e);
-}
-
-// Index of the first element equal to m (n if none).
-template <class T>
-int64_t first_equal(const T* x, int64_t n, T m) {
-  using S = Simd<T>;
-  const auto mv = S::set(m);
-  int64_t i = 0;
-  for (; i + S::W <= n; i += S::W)
-    if (S::any(S::eq(S::load(x + i), mv))) break;
-  for (; i < n; ++i)
-    if (x[i] == m) return i;
-  return n;
-}
-
-// Pass 2 over a row with maximum m (row_max): returns others = Z - 1 as row_others does, and
-// stores exp(x_j - m) into E when StoreE (E may alias x). Instead of counting ties per element,
-// the first maximum is left out of the sum by its index (the other ties add exp(0) = 1 each),
-// in the one pair of vectors that holds it. Pairs of exps are added in T before the double
-// accumulator (0.5 ulp, and half the widening, which costs as much as a third of the exp).
-// While this compute-bound pass runs from cache, `next` (the next row) is prefetched.
-template <class T, bool StoreE>
-double row_exp_sum(const T* x, int64_t n, T m, T* E, const T* next) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  constexpr int64_t W = S::W;
-  if (!(std::fabs(m) <= std::numeric_limits<T>::max()))
-    return row_others<T>(x, n, m, StoreE ? E : nullptr, nullptr, nullptr, nullptr, next);
-  if (!next) next = x;  // a harmless prefetch target: no branch in the loop
-  const int64_t jmax = first_equal(x, n, m);
-  const V mv = S::set(m);
-  const V unscale = S::set(exp_unscale<T>());  // stored exps are exp(d), gradually underflowing
-  T lane[W];
-  for (int64_t l = 0; l < W; ++l) lane[l] = static_cast<T>(l);
-  const V lanes = S::load(lane);
-  // e without the lane of x[jmax], for the vector starting at i.
-  auto skip_max = [&](V e, int64_t i) { return S::select(S::eq(lanes, S::set(static_cast<T>(jmax - i))), S::zero(), e); };
-  auto acc = S::acc_zero();
-  auto pair = [&](int64_t i, bool holds_max) {
-    __builtin_prefetch(next + i, 0, 3);
-    V e0 = shifted_exp<T>(S::load(x + i), mv);
-    V e1 = shifted_exp<T>(S::load(x + i + W), mv);
-    if (StoreE) {
-      S::store(E + i, e0 * unscale);
-      S::store(E + i + W, e1 * unscale);
-    }
-    if (holds_max) {
-      e0 = skip_max(e0, i);
-      e1 = skip_max(e1, i + W);
-    }
-    S::acc_add(acc, e0 + e1);
-  };
-  const int64_t full = n - n % (2 * W), pmax = jmax - jmax % (2 * W);
-  int64_t i = 0;
-  for (; i < std::min(pmax, full); i += 2 * W) pair(i, false);
-  if (pmax < full) pair(i, true), i += 2 * W;
-  for (; i < full; i += 2 * W) pair(i, false);
-  for (; i < n; i += W) {
-    const int64_t r = std::min<int64_t>(W, n - i);
-    V e = shifted_exp<T>(S::load_tail(x + i, r, -std::numeric_limits<T>::infinity()), mv);
-    if (StoreE) S::store_tail(E + i, r, e * unscale);
-    if (static_cast<uint64_t>(jmax - i) < static_cast<uint64_t>(W)) e = skip_max(e, i);
-    S::acc_add(acc, e);
-  }
-  return S::acc_sum(acc) * static_cast<double>(exp_unscale<T>());
-}
+// The shifted exps and the second row pass (shifted_exp, row_others) live in row_softmax.h,
+// shared with the primitives.
 
 // ----------------------------------------------------------------------------- per-class terms
 
@@ -375,7 +266,7 @@ void ce_rows(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* lo
       T* E = grad ? a.grad_out + r * C : nullptr;
       // The next row, even across a chunk boundary (a read-only hint; the chunk may be another thread's).
       const T* next = r + 1 < a.outer ? xr + C : nullptr;
-      g.others[k] = E ? row_exp_sum<T, true>(xr, C, m, E, next) : row_exp_sum<T, false>(xr, C, m, E, next);
+      g.others[k] = row_others<T>(xr, C, m, E, nullptr, nullptr, nullptr, next);
     }
     finalize<T, Md>(op, a, pr, g, want_loss, loss_sum);
     if (grad) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "kernels/loops.h"
+#include <algorithm>
 #include <type_traits>
 
 #include "simd/vmath.h"
@@ -47,91 +48,144 @@ inline double row_others_infinite_max(const T* x, int64_t n, T m, T* E, const T*
   return sum + (ties - 1.0);
 }
 
-// exp(x - m) for x <= m (m finite), accurate to the exp's own error. x - m is rounded whenever
-// x and m are not within a factor of 2 of each other (opposite signs, a large margin), and
-// exp(d) inherits that rounding as a relative error of |d| * eps / 2: up to ~40 ulp in float32
-// near d = -87, ~350 ulp in float64 near d = -708. The rounding error lo is recovered exactly
-// (Knuth's TwoSum) and applied to first order, exp(d + lo) = exp(d) * (1 + lo).
+// exp(x - m) * 2^k for x <= m (m finite), with k = ExpScale<T>::k.
+// - A sum of exps far below FLT_MIN (DBL_MIN) can itself be a normal number (1000 terms of
+//   exp(-90) in float32): flushing each term would lose the loss of a very confident row. Scaled
+//   by 2^k (k is folded into the magic number's bias, so it costs nothing) every term down to
+//   d = -156 (float; -1332 double) is normal, and sums are scaled back by 2^-k exactly in double.
+//   Below that, 0 (-inf included); NaN for NaN.
+// - x - m rounds when x and m are far apart (opposite signs, a large margin), which would cost
+//   exp(d) a relative error of |d| eps / 2 (~40 ulp near d = -87): the rounding error lo is
+//   recovered exactly (TwoSum) and joins the reduced argument, exp(d + lo).
 template <class T>
-inline typename Simd<T>::V exp_shifted(typename Simd<T>::V x, typename Simd<T>::V m) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  const V d = x - m;
-  const V mr = d - x;                   // -m as recovered from d
-  V lo = (x - (d - mr)) - (m + mr);     // (x - m) - d exactly
-  lo = S::select(S::eq(lo, lo), lo, S::zero());  // x = -inf gives NaN here; exp(d) is 0 then
-  const V e = vexp_nonpos<T>(d);
-  return S::fma(e, lo, e);
+struct ExpScale;
+template <>
+struct ExpScale<float> {
+  static constexpr int k = 100;
+};
+template <>
+struct ExpScale<double> {
+  static constexpr int k = 900;
+};
+template <class T>
+constexpr T exp_unscale() {  // 2^-k
+  T v = T(1);
+  for (int i = 0; i < ExpScale<T>::k; ++i) v *= T(0.5);
+  return v;
 }
 
-// `others` of a row with finite maximum m whose other terms are all tiny, one element at a time in
-// long double, whose wider exponent keeps the terms that are subnormal (or zero) in T.
 template <class T>
-inline double row_others_tiny(const T* x, int64_t n, T m) {
-  long double sum = 0.0L;
-  int64_t ties = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    if (x[j] == m) ++ties; else sum += std::exp(static_cast<long double>(x[j]) - static_cast<long double>(m));
-  }
-  return static_cast<double>(sum + static_cast<long double>(ties - 1));
+inline typename Simd<T>::V shifted_exp(typename Simd<T>::V x, typename Simd<T>::V m) {
+  using S = Simd<T>;
+  using C = MathConst<T>;
+  using V = typename S::V;
+  constexpr int k = ExpScale<T>::k;
+  const V d = x - m;
+  const V mr = d - x;
+  const V lo = (x - (d - mr)) - (m + mr);
+  const V magic = S::set(T(1.5) / std::numeric_limits<T>::epsilon() + T(C::bias + k));
+  const V t = S::fma(d, S::set(C::log2e), magic);  // n + bias + k in the low bits
+  const V n = t - magic;
+  V r = S::fma(n, S::set(-C::ln2_hi), d);
+  r = S::fma(n, S::set(-C::ln2_lo), r) + lo;
+  const V e = exp_small_poly<T>(r) * S::low_bits_to_exponent(t);
+  const T dmin = C::exp_min_normal_arg - T(k) * T(0.693147180559945309);
+  return S::select(S::lt(d, S::set(dmin)), S::zero(), e);
+}
+
+// Index of the first element equal to m (n if none).
+template <class T>
+inline int64_t first_equal(const T* x, int64_t n, T m) {
+  using S = Simd<T>;
+  const auto mv = S::set(m);
+  int64_t i = 0;
+  for (; i + S::W <= n; i += S::W)
+    if (S::any(S::eq(S::load(x + i), mv))) break;
+  for (; i < n; ++i)
+    if (x[i] == m) return i;
+  return n;
 }
 
 // Second pass over a row with maximum m (from row_max). Returns `others`; when E is non-null
-// also stores exp(d_j) in E[j] (E may alias x), and when G is non-null sets
-// *g_dot_e = sum_j G[j] * exp(d_j) and *g_sum = sum_j G[j]. Sums are accumulated in double.
-// This pass works from cache (the first pass just read the row) and is compute-bound; when
-// `next` is given (the next row, same length), it is prefetched meanwhile, so that row's
-// first pass does not wait on memory.
-template <class T>
-inline double row_others(const T* x, int64_t n, T m, T* E = nullptr, const T* G = nullptr,
-                         double* g_dot_e = nullptr, double* g_sum = nullptr, const T* next = nullptr) {
+// also stores exp(d_j) in E[j] (E may alias x: each element is read before it is written), and
+// when G is non-null sets *g_dot_e = sum_j G[j] * exp(d_j) and *g_sum = sum_j G[j].
+// - The first maximum is left out of the sum by its index, in the one pair of vectors that holds
+//   it (the other ties add exp(0) = 1 each), instead of a compare on every element.
+// - Pairs of exps are added in T before the double accumulator (0.5 ulp, and half the widening,
+//   which costs as much as a third of the exp).
+// - This pass is compute-bound and runs from cache; meanwhile `next` (the next row, same length,
+//   or null) is prefetched, so that row's first pass does not wait on memory.
+// (StoreE and WithG say at compile time whether E and G are given: the hot loop carries no
+// branch for them.)
+template <class T, bool StoreE, bool WithG>
+inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, double* g_dot_e, double* g_sum,
+                              const T* next) {
   using S = Simd<T>;
   using V = typename S::V;
-  using M = typename S::M;
-  if (!(std::fabs(m) <= std::numeric_limits<T>::max()))
-    return row_others_infinite_max(x, n, m, E, G, g_dot_e, g_sum);
+  constexpr int64_t W = S::W;
+  if (!next) next = x;  // a harmless prefetch target: no branch in the loop
+  const int64_t jmax = first_equal(x, n, m);
   const V mv = S::set(m);
+  const V unscale = S::set(exp_unscale<T>());  // stored exps are exp(d), gradually underflowing
+  T lane[W];
+  for (int64_t l = 0; l < W; ++l) lane[l] = static_cast<T>(l);
+  const V lanes = S::load(lane);
+  // e without the lane of x[jmax], for the vector starting at i.
+  auto skip_max = [&](V e, int64_t i) { return S::select(S::eq(lanes, S::set(static_cast<T>(jmax - i))), S::zero(), e); };
   auto acc = S::acc_zero(), dot = S::acc_zero(), gs = S::acc_zero();
-  int64_t ties = 0;
-  // m is finite here, so d = x - m is exactly 0 at the ties and exp(0) = 1 exactly.
-  auto step = [&](V xv, V gv, M valid) {
-    const V e = S::select(valid, exp_shifted<T>(xv, mv), S::zero());
-    const M tie = S::mask_and(S::eq(xv, mv), valid);
-    ties += S::count(tie);
-    S::acc_add(acc, S::select(tie, S::zero(), e));
-    if (G) {
-      S::acc_add(dot, gv * e);
-      S::acc_add(gs, gv);
+  // One vector of exps (scaled by 2^k) at i with r lanes: stored and the gradient sums taken.
+  auto exps = [&](int64_t i, auto load, auto store) {
+    const V e = shifted_exp<T>(load(x + i, -std::numeric_limits<T>::infinity()), mv);
+    if constexpr (StoreE || WithG) {
+      const V eu = e * unscale;
+      if constexpr (StoreE) store(E + i, eu);
+      if constexpr (WithG) {
+        const V gv = load(G + i, T(0));
+        S::acc_add(dot, gv * eu);
+        S::acc_add(gs, gv);
+      }
     }
     return e;
   };
-  const M all = S::eq(mv, mv);
+  auto full_load = [](const T* p, T) { return S::load(p); };
+  auto full_store = [](T* p, V v) { S::store(p, v); };
+  auto pair = [&](int64_t i, bool holds_max) {
+    __builtin_prefetch(next + i, 0, 3);
+    V e0 = exps(i, full_load, full_store);
+    V e1 = exps(i + W, full_load, full_store);
+    if (holds_max) {
+      e0 = skip_max(e0, i);
+      e1 = skip_max(e1, i + W);
+    }
+    S::acc_add(acc, e0 + e1);
+  };
+  const int64_t full = n - n % (2 * W), pmax = jmax - jmax % (2 * W);
   int64_t i = 0;
-  for (; i + S::W <= n; i += S::W) {
-    if (next) __builtin_prefetch(next + i, 0, 3);
-    const V e = step(S::load(x + i), G ? S::load(G + i) : S::zero(), all);
-    if (E) S::store(E + i, e);
+  for (; i < std::min(pmax, full); i += 2 * W) pair(i, false);
+  if (pmax < full) pair(i, true), i += 2 * W;
+  for (; i < full; i += 2 * W) pair(i, false);
+  for (; i < n; i += W) {
+    const int64_t r = std::min<int64_t>(W, n - i);
+    V e = exps(i, [r](const T* p, T fill) { return S::load_tail(p, r, fill); },
+               [r](T* p, V v) { S::store_tail(p, r, v); });
+    if (static_cast<uint64_t>(jmax - i) < static_cast<uint64_t>(W)) e = skip_max(e, i);
+    S::acc_add(acc, e);
   }
-  if (i < n) {
-    const int64_t r = n - i;
-    T ones[S::W];
-    for (auto& o : ones) o = T(1);
-    const M valid = S::gt(S::load_tail(ones, r, T(0)), S::zero());
-    const V e = step(S::load_tail(x + i, r, T(0)), G ? S::load_tail(G + i, r, T(0)) : S::zero(), valid);
-    if (E) S::store_tail(E + i, r, e);
-  }
-  if (G) {
+  if constexpr (WithG) {
     *g_dot_e = S::acc_sum(dot);
     *g_sum = S::acc_sum(gs);
   }
-  const double others = S::acc_sum(acc) + static_cast<double>(ties - 1);
-  // vexp_nonpos flushes terms below the smallest normal number. Each lost term is below
-  // T_MIN, so the sum can only be off by n * T_MIN: recompute the rare rows where that could
-  // reach a few ulp of the sum (a single tie and every other term tiny: a very confident row).
-  constexpr double guard = std::is_same_v<T, float> ? 0x1p26 : 0x1p55;
-  if (others < static_cast<double>(n) * static_cast<double>(std::numeric_limits<T>::min()) * guard)
-    return row_others_tiny(x, n, m);
-  return others;
+  return S::acc_sum(acc) * static_cast<double>(exp_unscale<T>());
+}
+
+template <class T>
+inline double row_others(const T* x, int64_t n, T m, T* E = nullptr, const T* G = nullptr,
+                         double* g_dot_e = nullptr, double* g_sum = nullptr, const T* next = nullptr) {
+  if (!(std::fabs(m) <= std::numeric_limits<T>::max()))
+    return row_others_infinite_max(x, n, m, E, G, g_dot_e, g_sum);
+  if (G) return row_others_impl<T, true, true>(x, n, m, E, G, g_dot_e, g_sum, next);  // backward: E is given too
+  if (E) return row_others_impl<T, true, false>(x, n, m, E, G, g_dot_e, g_sum, next);
+  return row_others_impl<T, false, false>(x, n, m, E, G, g_dot_e, g_sum, next);
 }
 
 template <class T>
