@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _core
-from ._checks import check_reduction, contiguous, float_array, grad_scalar, result_dtype
+from ._checks import check_out, check_reduction, contiguous, float_array, grad_scalar, result_dtype
 
 __all__ = [
     "binary_cross_entropy",
@@ -136,32 +136,6 @@ def _check_wrt(wrt: Any) -> int:
     raise ValueError(f"wrt must be 'input' or 'target', got {wrt!r}")
 
 
-def _check_out(out: Any, a: _Args) -> np.ndarray | None:
-    """`out` if it can receive the gradient: the result's dtype and shape, C-contiguous, writable,
-    and either the input array itself or sharing no memory with any argument."""
-    if out is None:
-        return None
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.dtype != a.dtype:
-        raise TypeError(f"out must have dtype {a.dtype} (the result's), got {out.dtype}")
-    if out.shape != a.shape:
-        raise ValueError(f"out has shape {out.shape}, expected {a.shape} (the shape of input)")
-    if not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous")
-    if not out.flags.writeable:
-        raise ValueError("out must be writable")
-    if out.size == 0:
-        return out
-    same_as_input = out.ctypes.data == a.input.ctypes.data  # both C-contiguous, same shape and dtype
-    if np.may_share_memory(out, a.input) and not same_as_input:
-        raise ValueError("out overlaps input without being input itself")
-    for name, arr in (("target", a.target), ("weight", a.weight.data), ("pos_weight", a.pos_weight.data)):
-        if arr is not None and np.may_share_memory(out, arr):
-            raise ValueError(f"out must not share memory with {name}")
-    return out
-
-
 def _reduce(total: float, n: int, reduction: str, dtype: np.dtype) -> Any:
     if reduction == "sum":
         return dtype.type(total)
@@ -229,7 +203,8 @@ def _backward(kernel: Any, grad_output: Any, a: _Args, reduction: str, wrt: Any)
 
 
 def _value_and_grad(kernel: Any, a: _Args, reduction: str, out: Any) -> tuple[Any, np.ndarray]:
-    out = _check_out(out, a)
+    out = check_out(out, a.dtype, a.shape, a.input, True,
+                    (("target", a.target), ("weight", a.weight.data), ("pos_weight", a.pos_weight.data)))
     scale = 1.0 / a.n if reduction == "mean" and a.n else 1.0
     total, loss, grad = _call(kernel, _LOSS_AND_GRAD, a, None, scale, reduction == "none", out)
     if reduction != "none":

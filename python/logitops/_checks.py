@@ -82,3 +82,32 @@ def normalize_axes(ndim: int, axis: Any, name: str = "axis") -> tuple[int, ...]:
     if len(set(out)) != len(out):
         raise ValueError(f"{name} {tuple(items)} has repeated entries")
     return tuple(sorted(out))
+
+
+def check_out(out: Any, dtype: np.dtype, shape: tuple[int, ...], input: np.ndarray, may_be_input: bool,
+              others: Sequence[tuple[str, np.ndarray | None]]) -> np.ndarray | None:
+    """`out` if it can receive a gradient of `shape` and `dtype`: C-contiguous, writable, and
+    either the (prepared) input array itself (when `may_be_input`) or sharing no memory with it
+    or with any of the `others` (name, array) arguments."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have dtype {dtype} (the result's), got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}, expected {shape} (the shape of input)")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise ValueError("out must be writable")
+    if out.size == 0:
+        return out
+    # Both are C-contiguous with the same shape and dtype: the same start is the same array.
+    same_as_input = may_be_input and out.ctypes.data == input.ctypes.data
+    if np.may_share_memory(out, input) and not same_as_input:
+        raise ValueError("out overlaps input without being input itself")
+    for name, arr in others:
+        if arr is not None and np.may_share_memory(out, arr):
+            raise ValueError(f"out must not share memory with {name}")
+    return out

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._checks import FLOAT_DTYPES, check_reduction, contiguous, float_array, grad_scalar, result_dtype
+from ._checks import FLOAT_DTYPES, check_out, check_reduction, contiguous, float_array, grad_scalar, result_dtype
 
 __all__ = [
     "cross_entropy",
@@ -183,32 +183,6 @@ def _check_label_smoothing(label_smoothing: Any) -> float:
     return ls
 
 
-def _check_out(out: Any, p: _Prepared) -> np.ndarray | None:
-    """`out` if it can receive the gradient: the result's dtype and shape, C-contiguous, writable,
-    and either the input array itself or sharing no memory with any argument."""
-    if out is None:
-        return None
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-    if out.dtype != p.dtype:
-        raise TypeError(f"out must have dtype {p.dtype} (the result's), got {out.dtype}")
-    if out.shape != p.shape:
-        raise ValueError(f"out has shape {out.shape}, expected {p.shape} (the shape of input)")
-    if not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous")
-    if not out.flags.writeable:
-        raise ValueError("out must be writable")
-    if out.size == 0:
-        return out
-    same_as_input = out.ctypes.data == p.input.ctypes.data and not p.channels_last
-    if np.may_share_memory(out, p.input) and not same_as_input:
-        raise ValueError("out overlaps input without being input itself")
-    for name, arr in (("target", p.target), ("target", p.probs), ("weight", p.weight)):
-        if arr is not None and np.may_share_memory(out, arr):
-            raise ValueError(f"out must not share memory with {name}")
-    return out
-
-
 def _run(kernel: Any, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
          grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, Any]:
     loss, grad = kernel(op, p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner, ignore_index,
@@ -286,7 +260,8 @@ def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: 
         check_reduction(reduction)
     ls = _check_label_smoothing(label_smoothing)
     p = _prepare(input, target, weight, ignore_index, False, rows_ok=out is None)
-    out = _check_out(out, p)
+    out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
+                    (("target", p.target), ("target", p.probs), ("weight", p.weight)))
     return _run(_core.cross_entropy, _LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
 
 
@@ -318,5 +293,6 @@ def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.nd
     if reduction.__class__ is not str or reduction not in _REDUCTION:
         check_reduction(reduction)
     p = _prepare(input, target, weight, ignore_index, True, rows_ok=out is None)
-    out = _check_out(out, p)
+    out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
+                    (("target", p.target), ("target", p.probs), ("weight", p.weight)))
     return _run(_core.nll_loss, _LOSS_AND_GRAD, p, int(ignore_index), 0.0, reduction, out=out)
