@@ -774,3 +774,24 @@ def test_mixed_float_dtypes(name, rng):
             elif not np.allclose(a, b, rtol=1e-12, atol=1e-13, equal_nan=True):
                 rep.fail(f"{name}: float64 {arg}: not the {dt} computation")
     rep.check()
+
+
+def test_masked_array_is_refused():
+    """A masked array's mask would be silently ignored: refused, naming the argument."""
+    x = np.ma.masked_array(np.ones((2, 3)), mask=[[0, 1, 0], [0, 0, 0]])
+    with pytest.raises(TypeError, match="x must be a plain numpy.ndarray"):
+        lo.log_softmax(x)
+    with pytest.raises(TypeError, match="input"):
+        lo.cross_entropy(np.ma.masked_array(np.ones((2, 3))), np.array([0, 1]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_byte_swapped_floats_give_the_same_values(dtype, rng):
+    x = rng.standard_normal((4, 9)).astype(dtype)
+    swapped = x.astype(np.dtype(dtype).newbyteorder(">"))
+    before = swapped.copy()
+    np.testing.assert_array_equal(lo.log_softmax(swapped), lo.log_softmax(x))
+    np.testing.assert_array_equal(lo.sigmoid(swapped), lo.sigmoid(x))
+    y = np.array([0, 3, 8, 1])
+    assert lo.cross_entropy(swapped, y) == lo.cross_entropy(x, y)
+    np.testing.assert_array_equal(swapped, before)

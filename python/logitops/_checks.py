@@ -13,9 +13,14 @@ REDUCTIONS = ("mean", "sum", "none")
 
 def float_array(a: Any, name: str) -> np.ndarray:
     """`a` itself if it is a float32/float64 ndarray; TypeError naming `name` otherwise."""
-    if type(a) is not np.ndarray and not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if type(a) is not np.ndarray:
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+        if isinstance(a, np.ma.MaskedArray):  # its mask would be silently ignored
+            raise TypeError(f"{name} must be a plain numpy.ndarray, not a masked array (use .filled())")
     if a.dtype not in FLOAT_DTYPES:
+        if a.dtype.kind == "f" and a.dtype.itemsize in (4, 8) and not a.dtype.isnative:
+            return a.astype(a.dtype.newbyteorder("="))  # byte-swapped float32/float64: same values
         raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
     return a
 
