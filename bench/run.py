@@ -4,22 +4,27 @@
 Every case times each implementation interleaved (round-robin, after a warm-up), reports the
 median and the speed-up over torch at the same thread count, and relates our time to the memory
 floor measured here at start-up (how long merely reading the inputs and writing the outputs takes
-on this machine). Prints a markdown table and writes it to bench/results.md, and a chart of the
-speed-ups to bench/speedups.png when matplotlib is installed.
+on this machine). Large cases also report the peak memory of the call, ours and torch's, each
+measured in a fresh process (bench/memory.py); tiny inputs get their own table of the time per
+call (the fixed cost of a call: argument checks, dispatch, allocation). Prints markdown and writes
+it to bench/results.md, and a chart of the speed-ups to bench/speedups.png when matplotlib is
+installed.
 
-    python bench/run.py            # the full table (a few minutes)
-    python bench/run.py --quick    # a subset, under a minute
+    python bench/run.py            # every case (a few minutes)
+    python bench/run.py --quick    # a subset, under a minute, no memory column
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +40,8 @@ except ImportError:  # the bench still runs, without the torch columns
     F = None
 
 HERE = Path(__file__).resolve().parent
+BIG = 1_000_000  # elements from which a case runs at 2 threads too and gets the memory column
+TINY = 100  # elements below which a case measures the per-call overhead (its own table)
 
 
 # ----------------------------------------------------------------------------- timing
@@ -81,26 +88,54 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def set_threads(n: int) -> None:
+    lo.set_num_threads(n)
+    if torch:
+        torch.set_num_threads(n)
+
+
 # ----------------------------------------------------------------------------- cases
 
 
 @dataclass
 class Case:
+    """One computation at one size. Rebuilt from (name, shape, dtype) alone by make_case, so that
+    bench/memory.py can rebuild it in a fresh process."""
+
     name: str  # what is computed, e.g. "cross_entropy value+grad"
-    size: str  # e.g. "2048x32000"
+    shape: tuple[int, ...]
     dtype: type
     ours: Callable[[], object]
     torch: Callable[[], object] | None  # the same computation as torch users run it
     numpy: Callable[[], object] | None
     bytes_in: int  # bytes the computation must read
     bytes_out: int  # bytes it must write
-    threads: tuple[int, ...] = (1,)
-    extra: dict = field(default_factory=dict)
+    ours_fresh: Callable[[], object] | None = None  # value+grad: the call without out= (a new gradient)
+    out: np.ndarray | None = None  # value+grad: the gradient buffer `ours` writes into
+
+    @property
+    def size(self) -> str:
+        return shape_str(self.shape)
+
+    @property
+    def elements(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def threads(self) -> tuple[int, ...]:
+        return (1, 2) if self.elements >= BIG else (1,)
 
 
-def _t(a: np.ndarray, grad: bool = False):
-    t = torch.from_numpy(a)
-    return t.requires_grad_(True) if grad else t
+def shape_str(shape: tuple[int, ...]) -> str:
+    if len(shape) == 1 and shape[0] >= 1000:
+        s = f"{shape[0]:.0e}".replace("e+0", "e")
+        if float(s) == shape[0]:
+            return s  # 1e3, 1e7
+    return "x".join(map(str, shape))
+
+
+def _t(a: np.ndarray):
+    return torch.from_numpy(a)
 
 
 def _torch_fwd_bwd(fn: Callable, *args):
@@ -114,6 +149,18 @@ def _torch_fwd_bwd(fn: Callable, *args):
         else:
             y.backward(torch.ones_like(y))
         return x.grad
+
+    return run
+
+
+def _torch_grad_with(fn, x: np.ndarray, g: np.ndarray):
+    """x.grad of fn(x, -1).backward(g): torch's backward of a row function."""
+    tx, tg = _t(x), _t(g)
+
+    def run():
+        a = tx.detach().requires_grad_(True)
+        fn(a, -1).backward(tg)
+        return a.grad
 
     return run
 
@@ -143,116 +190,102 @@ def _np_bce_logits(x, t):
     return np.mean(np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x))))
 
 
-def build_cases(quick: bool) -> list[Case]:
-    rng = np.random.default_rng(0)
-    cases: list[Case] = []
-    both = (1, 2)
+def make_case(name: str, shape: tuple[int, ...], dtype: type = np.float32) -> Case:
+    """The case `name` at `shape`: inputs drawn from a generator seeded by the case itself (the
+    same numbers in every process). Gradients of value+grad cases go into a reused `out` buffer
+    (as a training loop would call it), except on tiny inputs, which measure the plain call."""
+    rng = np.random.default_rng(zlib.crc32(f"{name} {shape} {np.dtype(dtype).name}".encode()))
+    n_el = math.prod(shape)
+    x = rng.standard_normal(shape, dtype=dtype)
+    x *= 3.0 if len(shape) == 2 else 4.0
+    n = x.nbytes
+    tx = _t(x) if torch else None
+    use_out = n_el >= TINY
 
-    def rows(r, c, dt=np.float32, scale=3.0):
-        return (rng.standard_normal((r, c)) * scale).astype(dt)
+    def case(ours, tfn, nfn, b_in, b_out, fresh=None, out=None) -> Case:
+        return Case(name, shape, dtype, ours, tfn if torch else None, nfn, b_in, b_out, fresh, out)
 
-    # --- primitives
-    row_sizes = [(64, 10), (8192, 1000), (4096, 1000), (2048, 32000)]
-    elem_sizes = [1000, 100_000, 10_000_000]
-    if quick:
-        row_sizes = [(64, 10), (4096, 1000)]
-        elem_sizes = [1000, 1_000_000]
+    if name == "logsumexp":
+        return case(lambda: lo.logsumexp(x), lambda: torch.logsumexp(tx, -1), lambda: _np_logsumexp(x),
+                    n, n // shape[-1])
+    if name == "log_softmax":
+        return case(lambda: lo.log_softmax(x), lambda: F.log_softmax(tx, -1), lambda: _np_log_softmax(x), n, n)
+    if name == "softmax":
+        return case(lambda: lo.softmax(x), lambda: F.softmax(tx, -1), lambda: _np_softmax(x), n, n)
+    if name == "log_softmax backward":
+        g = rng.standard_normal(shape, dtype=dtype)
+        return case(lambda: lo.log_softmax_backward(g, x),
+                    _torch_grad_with(F.log_softmax, x, g) if torch else None, None, 2 * n, n)
+    if name == "log_sigmoid":
+        return case(lambda: lo.log_sigmoid(x), lambda: F.logsigmoid(tx), lambda: -np.logaddexp(0, -x), n, n)
+    if name == "sigmoid":
+        return case(lambda: lo.sigmoid(x), lambda: torch.sigmoid(tx), lambda: 1 / (1 + np.exp(-x)), n, n)
+
+    if name.startswith("bce"):
+        t = (rng.random(shape) < 0.5).astype(dtype)
+        tt = _t(t) if torch else None
+        out = np.empty_like(x) if use_out else None
+        if name == "bce_with_logits forward":
+            return case(lambda: lo.binary_cross_entropy_with_logits(x, t),
+                        lambda: F.binary_cross_entropy_with_logits(tx, tt), lambda: _np_bce_logits(x, t), 2 * n, 0)
+        if name == "bce_with_logits value+grad":
+            vg = lo.binary_cross_entropy_with_logits_value_and_grad
+            return case(lambda: vg(x, t, out=out), _torch_fwd_bwd(F.binary_cross_entropy_with_logits, tx, tt)
+                        if torch else None, None, 2 * n, n, lambda: vg(x, t), out)
+        if name == "bce value+grad":
+            p = (1 / (1 + np.exp(-x))).astype(dtype)
+            tp = _t(p) if torch else None
+            vg = lo.binary_cross_entropy_value_and_grad
+            return case(lambda: vg(p, t, out=out), _torch_fwd_bwd(F.binary_cross_entropy, tp, tt)
+                        if torch else None, None, 2 * n, n, lambda: vg(p, t), out)
+
+    if name.startswith("cross_entropy"):
+        y = rng.integers(0, shape[1], shape[0])
+        ty = torch.from_numpy(y) if torch else None
+        b_in = n + y.nbytes
+        if name == "cross_entropy forward":
+            return case(lambda: lo.cross_entropy(x, y), lambda: F.cross_entropy(tx, ty),
+                        (lambda: _np_ce(x, y)) if n_el <= 10_000_000 else None, b_in, 0)
+        vg = lo.cross_entropy_value_and_grad
+        torch_vg = _torch_fwd_bwd(F.cross_entropy, tx, ty) if torch else None
+        if name == "cross_entropy value+grad":
+            out = np.empty_like(x) if use_out else None
+            return case(lambda: vg(x, y, out=out), torch_vg, None, b_in, n, lambda: vg(x, y), out)
+        if name == "cross_entropy value+grad, new grad":  # what out= saves: a fresh gradient each call
+            return case(lambda: vg(x, y), torch_vg, None, b_in, n)
+    raise ValueError(f"unknown case {name!r}")
+
+
+def case_list(quick: bool) -> tuple[list[tuple[str, tuple[int, ...], type]], list[tuple[str, tuple[int, ...], type]]]:
+    """(main table, tiny-input table) as (name, shape, dtype) triples."""
+    f32, f64 = np.float32, np.float64
+    main: list[tuple[str, tuple[int, ...], type]] = []
+    row_sizes = [(64, 10), (4096, 1000)] if quick else [(64, 10), (8192, 1000), (4096, 1000), (2048, 32000)]
     for r, c in row_sizes:
-        x = rows(r, c)
-        n = x.nbytes
-        big = r * c >= 1_000_000
-        thr = both if big else (1,)
-        tx = _t(x) if torch else None
-        size = f"{r}x{c}"
-        cases.append(Case("logsumexp", size, np.float32, lambda x=x: lo.logsumexp(x),
-                          (lambda tx=tx: torch.logsumexp(tx, -1)) if torch else None,
-                          lambda x=x: _np_logsumexp(x), n, r * 4, thr))
-        cases.append(Case("log_softmax", size, np.float32, lambda x=x: lo.log_softmax(x),
-                          (lambda tx=tx: F.log_softmax(tx, -1)) if torch else None,
-                          lambda x=x: _np_log_softmax(x), n, n, thr))
-        cases.append(Case("softmax", size, np.float32, lambda x=x: lo.softmax(x),
-                          (lambda tx=tx: F.softmax(tx, -1)) if torch else None,
-                          lambda x=x: _np_softmax(x), n, n, thr))
-        if big:
-            g = rows(r, c, scale=1.0)
-            cases.append(Case("log_softmax backward", size, np.float32,
-                              lambda g=g, x=x: lo.log_softmax_backward(g, x),
-                              _torch_grad_with(F.log_softmax, x, g) if torch else None,
-                              None, 2 * n, n, thr))
-    for n_el in elem_sizes:
-        x = (rng.standard_normal(n_el) * 4).astype(np.float32)
-        n = x.nbytes
-        thr = both if n_el >= 1_000_000 else (1,)
-        tx = _t(x) if torch else None
-        size = f"{n_el:.0e}".replace("e+0", "e")
-        cases.append(Case("log_sigmoid", size, np.float32, lambda x=x: lo.log_sigmoid(x),
-                          (lambda tx=tx: F.logsigmoid(tx)) if torch else None,
-                          lambda x=x: -np.logaddexp(0, -x), n, n, thr))
-        cases.append(Case("sigmoid", size, np.float32, lambda x=x: lo.sigmoid(x),
-                          (lambda tx=tx: torch.sigmoid(tx)) if torch else None,
-                          lambda x=x: 1 / (1 + np.exp(-x)), n, n, thr))
-    x64 = rows(4096, 1000, np.float64)
-    cases.append(Case("logsumexp", "4096x1000", np.float64, lambda: lo.logsumexp(x64),
-                      (lambda t=_t(x64) if torch else None: torch.logsumexp(t, -1)) if torch else None,
-                      lambda: _np_logsumexp(x64), x64.nbytes, 4096 * 8))
-
-    # --- binary losses (present once that family has landed)
+        main += [("logsumexp", (r, c), f32), ("log_softmax", (r, c), f32), ("softmax", (r, c), f32)]
+        if r * c >= BIG:
+            main.append(("log_softmax backward", (r, c), f32))
+    for n in [1000, 1_000_000] if quick else [1000, 100_000, 10_000_000]:
+        main += [("log_sigmoid", (n,), f32), ("sigmoid", (n,), f32)]
+    main.append(("logsumexp", (4096, 1000), f64))
     if hasattr(lo, "binary_cross_entropy_with_logits_value_and_grad"):
-        for n_el in ([1_000_000] if quick else [1000, 100_000, 10_000_000]):
-            x = (rng.standard_normal(n_el) * 4).astype(np.float32)
-            t = (rng.random(n_el) < 0.5).astype(np.float32)
-            p = (1 / (1 + np.exp(-x))).astype(np.float32)
-            size = f"{n_el:.0e}".replace("e+0", "e")
-            thr = both if n_el >= 1_000_000 else (1,)
-            tx, tt, tp = (_t(x), _t(t), _t(p)) if torch else (None, None, None)
-            cases.append(Case("bce_with_logits forward", size, np.float32,
-                              lambda x=x, t=t: lo.binary_cross_entropy_with_logits(x, t),
-                              (lambda tx=tx, tt=tt: F.binary_cross_entropy_with_logits(tx, tt)) if torch else None,
-                              lambda x=x, t=t: _np_bce_logits(x, t), 2 * x.nbytes, 0, thr))
-            cases.append(Case("bce_with_logits value+grad", size, np.float32,
-                              lambda x=x, t=t: lo.binary_cross_entropy_with_logits_value_and_grad(x, t),
-                              _torch_fwd_bwd(F.binary_cross_entropy_with_logits, tx, tt) if torch else None,
-                              None, 2 * x.nbytes, x.nbytes, thr))
-            cases.append(Case("bce value+grad", size, np.float32,
-                              lambda p=p, t=t: lo.binary_cross_entropy_value_and_grad(p, t),
-                              _torch_fwd_bwd(F.binary_cross_entropy, tp, tt) if torch else None,
-                              None, 2 * p.nbytes, p.nbytes, thr))
-
-    # --- multiclass losses (present once that family has landed)
+        for n in [1_000_000] if quick else [1000, 100_000, 10_000_000]:
+            main += [("bce_with_logits forward", (n,), f32), ("bce_with_logits value+grad", (n,), f32),
+                     ("bce value+grad", (n,), f32)]
     if hasattr(lo, "cross_entropy_value_and_grad"):
-        ce_sizes = [(8, 4), (64, 10), (8192, 1000), (2048, 32000), (256, 128256)]
-        if quick:
-            ce_sizes = [(8, 4), (4096, 1000), (256, 32000)]
-        for r, c in ce_sizes:
-            x = rows(r, c)
-            y = rng.integers(0, c, r)
-            size = f"{r}x{c}"
-            big = r * c >= 1_000_000
-            thr = both if big else (1,)
-            tx, ty = (_t(x), torch.from_numpy(y)) if torch else (None, None)
-            cases.append(Case("cross_entropy forward", size, np.float32,
-                              lambda x=x, y=y: lo.cross_entropy(x, y),
-                              (lambda tx=tx, ty=ty: F.cross_entropy(tx, ty)) if torch else None,
-                              (lambda x=x, y=y: _np_ce(x, y)) if r * c <= 10_000_000 else None,
-                              x.nbytes + y.nbytes, 0, thr))
-            if r * c >= 100:
-                out = np.empty_like(x)
-                cases.append(Case("cross_entropy value+grad", size, np.float32,
-                                  lambda x=x, y=y, out=out: lo.cross_entropy_value_and_grad(x, y, out=out),
-                                  _torch_fwd_bwd(F.cross_entropy, tx, ty) if torch else None,
-                                  None, x.nbytes + y.nbytes, x.nbytes, thr))
-    return cases
+        ce_sizes = [(4096, 1000), (256, 32000)] if quick else [(64, 10), (8192, 1000), (2048, 32000), (256, 128256)]
+        for s in ce_sizes:
+            main += [("cross_entropy forward", s, f32), ("cross_entropy value+grad", s, f32)]
+        main.append(("cross_entropy value+grad, new grad", ce_sizes[-2 if not quick else -1], f32))
+        if not quick:
+            main.append(("cross_entropy value+grad", (8192, 1000), f64))
 
-
-def _torch_grad_with(fn, x: np.ndarray, g: np.ndarray):
-    tx, tg = _t(x), _t(g)
-
-    def run():
-        a = tx.detach().requires_grad_(True)
-        fn(a, -1).backward(tg)
-        return a.grad
-
-    return run
+    tiny = [("log_softmax", (8, 4), f32)]
+    if hasattr(lo, "binary_cross_entropy_with_logits_value_and_grad"):
+        tiny += [("bce_with_logits forward", (8,), f32), ("bce_with_logits value+grad", (8,), f32)]
+    if hasattr(lo, "cross_entropy_value_and_grad"):
+        tiny += [("cross_entropy forward", (8, 4), f32), ("cross_entropy value+grad", (8, 4), f32)]
+    return main, tiny
 
 
 # ----------------------------------------------------------------------------- report
@@ -264,22 +297,43 @@ def fmt_time(s: float) -> str:
     return f"{s * 1e3:.2f} ms"
 
 
-def run(quick: bool) -> str:
+def _mb(v: float | str) -> str:
+    if isinstance(v, str):
+        print(f"  (memory measurement failed: {v})", file=sys.stderr)
+        return "?"
+    return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+
+
+def memory_cell(case: Case) -> str:
+    """'ours / torch' peak RSS increase in MB; value+grad also gives ours with out= (the timed call)."""
+    import memory  # bench/memory.py, beside this file
+
+    dt = np.dtype(case.dtype).name
+    ours = _mb(memory.peak_mb(case.name, case.shape, dt, "ours"))
+    if case.out is not None:
+        ours += f" (out=: {_mb(memory.peak_mb(case.name, case.shape, dt, 'ours_out'))})"
+    theirs = _mb(memory.peak_mb(case.name, case.shape, dt, "torch")) if case.torch else "—"
+    return f"{ours} / {theirs}"
+
+
+def run(quick: bool, with_memory: bool, output: Path | None) -> str:
+    t_start = time.perf_counter()
     read_bw, copy_bw = memory_bandwidth(1 << 28 if quick else 1 << 29)
     rounds = 3 if quick else 7
     target = 0.01 if quick else 0.02
-    header = (
-        "| function | size | dtype | threads | logitops | torch | numpy | vs torch | GB/s | × memory floor |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [header]
+    main_specs, tiny_specs = case_list(quick)
+
+    head = ("| function | size | dtype | threads | logitops | torch | numpy | vs torch | GB/s | × memory floor "
+            "| peak RSS MB (ours / torch) |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    print(lines[0], flush=True)
     chart: list[tuple[str, float]] = []
-    cases = build_cases(quick)
-    for i, case in enumerate(cases):
+    for spec in main_specs:
+        case = make_case(*spec)
+        mem = memory_cell(case) if with_memory and case.elements >= BIG else "—"
+        dt = np.dtype(case.dtype).name
         for threads in case.threads:
-            lo.set_num_threads(threads)
-            if torch:
-                torch.set_num_threads(threads)
+            set_threads(threads)
             impls = {"ours": case.ours}
             if case.torch:
                 impls["torch"] = case.torch
@@ -291,34 +345,69 @@ def run(quick: bool) -> str:
             ours = fmt_time(med["ours"]) + (f" ±{spread * 50:.0f}%" if spread > 0.2 else "")
             tt = fmt_time(med["torch"]) if "torch" in med else "—"
             nn = fmt_time(med["numpy"]) if "numpy" in med else "—"
-            sp = med["torch"] / med["ours"] if "torch" in med else float("nan")
+            sp = f"{med['torch'] / med['ours']:.1f}×" if "torch" in med else "—"
             moved = case.bytes_in + case.bytes_out
             gbs = moved / med["ours"] / 1e9
             floor = case.bytes_in / read_bw + case.bytes_out / copy_bw
-            xfloor = med["ours"] / floor if floor > 0 else float("nan")
-            dt = np.dtype(case.dtype).name
+            xfloor = med["ours"] / floor
             lines.append(
-                f"| {case.name} | {case.size} | {dt} | {threads} | {ours} | {tt} | {nn} | "
-                f"{sp:.1f}× | {gbs:.1f} | {xfloor:.1f} |"
+                f"| {case.name} | {case.size} | {dt} | {threads} | {ours} | {tt} | {nn} | {sp} | "
+                f"{gbs:.1f} | {xfloor:.1f} | {mem if threads == 1 else '—'} |"
             )
             print(lines[-1], flush=True)
             if threads == 1 and "torch" in med:
-                chart.append((f"{case.name} {case.size} {dt}", sp))
-    lo.set_num_threads(os.cpu_count() or 1)
+                chart.append((f"{case.name} {case.size} {dt}", med["torch"] / med["ours"]))
+        del case
+
+    tiny_head = "| call | size | logitops µs/call | torch µs/call | vs torch |"
+    tiny_lines = [tiny_head, "|---|---|---|---|---|"]
+    print(f"\n{tiny_head}", flush=True)
+    set_threads(1)
+    for spec in tiny_specs:
+        case = make_case(*spec)
+        impls = {"ours": case.ours}
+        if case.torch:
+            impls["torch"] = case.torch
+        s = measure(impls, max(rounds, 5), target)
+        med = {k: statistics.median(v) for k, v in s.items()}
+        tt = f"{med['torch'] * 1e6:.1f}" if "torch" in med else "—"
+        sp = f"{med['torch'] / med['ours']:.1f}×" if "torch" in med else "—"
+        tiny_lines.append(f"| {case.name} | {case.size} | {med['ours'] * 1e6:.2f} | {tt} | {sp} |")
+        print(tiny_lines[-1], flush=True)
+    set_threads(os.cpu_count() or 1)
+
     info = (
         f"logitops {lo.__version__} ({lo.isa()}), torch {torch.__version__ if torch else 'absent'}, "
         f"numpy {np.__version__}, Python {platform.python_version()}, {platform.machine()}, "
-        f"{os.cpu_count()} CPUs; memory floor measured here: read {read_bw / 1e9:.1f} GB/s, "
-        f"copy {copy_bw / 1e9:.1f} GB/s. Medians of {rounds} interleaved samples; 'torch' is the same "
-        "computation as torch users run it (forward; forward+backward through autograd for gradient "
-        "rows); 'vs torch' = torch time / logitops time at the same thread count; '× memory floor' = "
-        "our time / (time to read the inputs and write the outputs once at the measured bandwidth)."
+        f"{os.cpu_count()} CPUs; memory floor measured in the same run: read {read_bw / 1e9:.1f} GB/s, "
+        f"copy {copy_bw / 1e9:.1f} GB/s; {'quick subset, ' if quick else ''}"
+        f"{time.perf_counter() - t_start:.0f} s."
     )
-    table = "\n".join(lines)
-    report = f"{table}\n\n{info}\n"
-    if not quick:
-        (HERE / "results.md").write_text(f"# Benchmark results\n\n{report}")
-        _chart(chart, HERE / "speedups.png")
+    legend = (
+        f"Medians of {rounds} interleaved samples (±: half the spread, shown when wider than 20%). "
+        "*torch* is the same computation as torch users run it: the forward call, or forward + backward "
+        "through autograd for gradient rows. *value+grad* is logitops' fused `*_value_and_grad`, writing "
+        "into a reused `out=` buffer (*new grad*: without `out=`, a fresh gradient each call). "
+        "*vs torch* = torch time / logitops time at the same thread count. *× memory floor* = our time / "
+        "the time to read the inputs and write the outputs once at the measured bandwidth. "
+        "*peak RSS*: how far a call raises the peak resident memory above its inputs', two calls in a fresh "
+        "process at 1 thread; for value+grad, ours without `out=` and, in brackets, with it."
+    )
+    tiny_legend = (
+        "Per-call time on tiny inputs (1 thread): the fixed cost of a call (argument checks, dispatch, "
+        "allocation of the result). value+grad here is the plain call (a new gradient array), torch's "
+        "the forward + backward through autograd."
+    )
+    report = (
+        f"<!-- written by bench/run.py{' --quick' if quick else ''}; do not edit by hand -->\n"
+        f"### Speed and memory\n\n{chr(10).join(lines)}\n\n{legend}\n\n"
+        f"### Per-call overhead\n\n{chr(10).join(tiny_lines)}\n\n{tiny_legend}\n\n{info}\n"
+    )
+    if output is not None:
+        output.write_text(report)
+        print(f"results written to {output}")
+        if chart:
+            _chart(chart, output.with_name("speedups.png"))
     return report
 
 
@@ -349,8 +438,14 @@ def _chart(chart: list[tuple[str, float]], path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a subset of the cases, under a minute")
+    ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=None,
+                    help="measure peak memory of the large cases (default: on, off with --quick)")
+    ap.add_argument("--output", type=Path, default=None,
+                    help="markdown file to write (default: bench/results.md; none with --quick)")
     args = ap.parse_args()
-    print(run(args.quick))
+    with_memory = not args.quick if args.memory is None else args.memory
+    output = args.output if args.output is not None else (None if args.quick else HERE / "results.md")
+    run(args.quick, with_memory, output)
     return 0
 
 

@@ -1,0 +1,122 @@
+"""Peak memory of one benchmark call, measured in a fresh process per implementation and case.
+
+A process that has already run other cases keeps their pages (allocator caches, arenas), so each
+measurement forks a new child from a server that has only imported numpy, torch, logitops and the
+bench (importing torch takes seconds; forking a prepared process takes milliseconds). The child
+builds the case's inputs at one thread, resets the kernel's peak-RSS mark (/proc/self/clear_refs),
+runs the call twice, and reports how far the peak rose above the resident size the inputs left:
+memory the call itself needs (outputs, temporaries, torch's autograd graph), not the inputs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import multiprocessing as mp
+import os
+import resource
+import sys
+from typing import Any
+
+_KB = 1024  # /proc and ru_maxrss count kibibytes
+_CTX: Any = None
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Lower the peak-RSS mark to the current RSS (Linux >= 4.0); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _trim() -> None:
+    """Hand the heap's free pages back to the OS. Building the inputs leaves freed temporaries
+    resident in the heap, where a later allocation would land without raising RSS."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _child(conn: Any, op: str, shape: tuple[int, ...], dtype: str, impl: str) -> None:
+    try:
+        import numpy as np
+
+        import run as bench  # bench/run.py, preloaded by the server
+
+        bench.set_threads(1)
+        case = bench.make_case(op, shape, np.dtype(dtype).type)
+        if impl == "ours_out":
+            fn = case.ours
+            case.out.fill(0)  # the caller's reusable buffer: resident before the call, like the inputs
+        elif impl == "ours":
+            fn = case.ours_fresh or case.ours
+        else:
+            fn = case.torch
+        gc.collect()
+        _trim()
+        if _reset_peak():
+            base = _status_kb("VmRSS:")
+            fn()
+            fn()
+            peak = _status_kb("VmHWM:")
+        else:  # no resettable mark: the lifetime peak, which the inputs' construction may dominate
+            base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            fn()
+            fn()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        conn.send(max(0, peak - base) * _KB / 1e6)
+    except BaseException as e:  # report, never hang the parent
+        conn.send(f"{type(e).__name__}: {e}")
+    finally:
+        conn.close()
+
+
+def _context() -> Any:
+    global _CTX
+    if _CTX is None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        if here not in sys.path:
+            sys.path.insert(0, here)
+        try:
+            _CTX = mp.get_context("forkserver")
+            _CTX.set_forkserver_preload(["numpy", "torch", "logitops", "run"])
+        except ValueError:  # no forkserver on this platform: a fresh interpreter each time
+            _CTX = mp.get_context("spawn")
+    return _CTX
+
+
+def peak_mb(op: str, shape: tuple[int, ...], dtype: str, impl: str, timeout: float = 300.0) -> float | str:
+    """Peak RSS increase (MB, 1e6 bytes) of two calls of `impl` ("ours", "ours_out", "torch") on the
+    case `op`/`shape`/`dtype` of bench/run.py, or an error message."""
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(send, op, shape, dtype, impl))
+    p.start()
+    send.close()
+    try:
+        result: float | str = recv.recv() if recv.poll(timeout) else "timed out"
+    except EOFError:  # the child died without a word (a crash)
+        result = "child died"
+    p.join(5)
+    if p.is_alive():
+        p.kill()
+        p.join()
+    recv.close()
+    if result == "child died":
+        result += f" (exit code {p.exitcode})"
+    return result
