@@ -297,6 +297,13 @@ def fmt_time(s: float) -> str:
     return f"{s * 1e3:.2f} ms"
 
 
+def fmt_sample(samples: list[float]) -> str:
+    """The median, and half the spread when it is wider than 20% of it."""
+    med = statistics.median(samples)
+    spread = (max(samples) - min(samples)) / med
+    return fmt_time(med) + (f" ±{spread * 50:.0f}%" if spread > 0.2 else "")
+
+
 def _mb(v: float | str) -> str:
     if isinstance(v, str):
         print(f"  (memory measurement failed: {v})", file=sys.stderr)
@@ -326,7 +333,7 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
     head = ("| function | size | dtype | threads | logitops | torch | numpy | vs torch | GB/s | × memory floor "
             "| peak RSS MB (ours / torch) |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
-    print(lines[0], flush=True)
+    print("\n".join(lines), flush=True)
     chart: list[tuple[str, float]] = []
     for spec in main_specs:
         case = make_case(*spec)
@@ -341,10 +348,9 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
                 impls["numpy"] = case.numpy
             s = measure(impls, rounds, target)
             med = {k: statistics.median(v) for k, v in s.items()}
-            spread = (max(s["ours"]) - min(s["ours"])) / med["ours"]
-            ours = fmt_time(med["ours"]) + (f" ±{spread * 50:.0f}%" if spread > 0.2 else "")
-            tt = fmt_time(med["torch"]) if "torch" in med else "—"
-            nn = fmt_time(med["numpy"]) if "numpy" in med else "—"
+            ours = fmt_sample(s["ours"])
+            tt = fmt_sample(s["torch"]) if "torch" in med else "—"
+            nn = fmt_sample(s["numpy"]) if "numpy" in med else "—"
             sp = f"{med['torch'] / med['ours']:.1f}×" if "torch" in med else "—"
             moved = case.bytes_in + case.bytes_out
             gbs = moved / med["ours"] / 1e9
@@ -361,7 +367,7 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
 
     tiny_head = "| call | size | logitops µs/call | torch µs/call | vs torch |"
     tiny_lines = [tiny_head, "|---|---|---|---|---|"]
-    print(f"\n{tiny_head}", flush=True)
+    print("\n" + "\n".join(tiny_lines), flush=True)
     set_threads(1)
     for spec in tiny_specs:
         case = make_case(*spec)
@@ -403,6 +409,7 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
         f"### Speed and memory\n\n{chr(10).join(lines)}\n\n{legend}\n\n"
         f"### Per-call overhead\n\n{chr(10).join(tiny_lines)}\n\n{tiny_legend}\n\n{info}\n"
     )
+    print(f"\n{info}")
     if output is not None:
         output.write_text(report)
         print(f"results written to {output}")
