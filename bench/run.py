@@ -411,6 +411,7 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
     )
     print(f"\n{info}")
     if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(report)
         print(f"results written to {output}")
         if chart:
@@ -424,21 +425,27 @@ def _chart(chart: list[tuple[str, float]], path: Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("(matplotlib not installed: no chart)")
         return
     labels = [c[0] for c in chart][::-1]
     vals = [c[1] for c in chart][::-1]
-    fig, ax = plt.subplots(figsize=(8, 0.28 * len(labels) + 1.2))
-    ax.barh(labels, vals, color="#3b7dd8")
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(labels) + 1.2))
+    ax.barh(labels, vals, color=["#3b7dd8" if v >= 1 else "#d8683b" for v in vals])
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
-    ax.set_xlabel("speed-up over torch CPU, 1 thread (×, log scale)")
+    lim = (min(0.5, min(vals) / 1.3), max(vals) * 1.5)  # room for the value labels
+    ax.set_xlim(*lim)
+    ax.set_xticks([t for t in (0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100) if lim[0] <= t <= lim[1]])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("speed-up over torch CPU at 1 thread (log scale; right of the line: logitops is faster)")
     for y, v in enumerate(vals):
         ax.text(v, y, f" {v:.1f}×", va="center", fontsize=7)
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     print(f"chart written to {path}")
 
 
