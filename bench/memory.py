@@ -79,7 +79,8 @@ def _child(conn: Any, op: str, shape: tuple[int, ...], dtype: str, impl: str) ->
             fn()
             fn()
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        conn.send(max(0, peak - base) * _KB / 1e6)
+        unit = 1 if sys.platform == "darwin" and not os.path.exists("/proc") else _KB  # macOS: bytes
+        conn.send(max(0, peak - base) * unit / 1e6)
     except BaseException as e:  # report, never hang the parent
         conn.send(f"{type(e).__name__}: {e}")
     finally:
