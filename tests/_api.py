@@ -262,7 +262,15 @@ def torch_grad(base: str, kw: dict, grad_output: Any, wrt: str = "input") -> np.
     y = f(*ts)
     y.backward(_t(np.asarray(grad_output, dtype=np.float64)).reshape(y.shape))
     g = ts[names.index(wrt)].grad
-    return np.zeros(kw[wrt].shape) if g is None else g.numpy()
+    g = np.zeros(kw[wrt].shape) if g is None else g.numpy()
+    target = kw.get("target")
+    if base in ("cross_entropy", "nll_loss") and wrt == "input" and np.asarray(target).dtype.kind in "iu":
+        # Documented deviation: an ignored sample's gradient is exactly 0, even where its logits
+        # hold NaN (torch propagates the NaN through log_softmax's backward).
+        ignored = np.asarray(target) == kw.get("ignore_index", -100)
+        mask = ignored if g.ndim == 1 else np.expand_dims(ignored, 1)
+        g = np.where(np.broadcast_to(mask, g.shape), 0.0, g)
+    return g
 
 
 def differentiable_wrt(base: str, kw: dict) -> tuple[str, ...]:

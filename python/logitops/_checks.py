@@ -109,8 +109,7 @@ def check_out(out: Any, dtype: np.dtype, shape: tuple[int, ...], input: np.ndarr
     if out.size == 0:
         return out
     # Both are C-contiguous with the same shape and dtype: the same start is the same array.
-    same_as_input = may_be_input and out.ctypes.data == input.ctypes.data
-    if np.may_share_memory(out, input) and not same_as_input:
+    if np.may_share_memory(out, input) and not (may_be_input and out.ctypes.data == input.ctypes.data):
         raise ValueError("out overlaps input without being input itself")
     for name, arr in others:
         if arr is not None and np.may_share_memory(out, arr):
