@@ -378,6 +378,20 @@ def test_non_finite_logits(dtype):
     assert np.isnan(loss[0])
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("spatial", [False, True], ids=["rows", "lanes"])
+def test_minus_inf_logit_with_probability_mass_is_infinite(dtype, spatial):
+    """A class with -inf logit and positive target probability costs +inf (as torch), in the row
+    and in the lane (N, C, d) layouts: the compensated sums must not turn inf into NaN."""
+    x = np.array([[-np.inf, 0.3], [0.5, -1.0]], dtype)
+    t = np.array([[0.7, 0.3], [0.4, 0.6]], dtype)
+    if spatial:  # (1, C, 2): the two samples side by side along the inner axis
+        x, t = x.T[None].copy(), t.T[None].copy()
+    loss = np.asarray(lo.cross_entropy(x, t, reduction="none")).ravel()
+    assert loss[0] == np.inf and np.isfinite(loss[1])
+    assert lo.cross_entropy(x, t, reduction="sum") == np.inf
+
+
 class TestDeviations:
     """Where we differ from torch on purpose (listed in logitops/_cross_entropy.py)."""
 

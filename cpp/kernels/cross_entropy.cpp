@@ -104,7 +104,10 @@ inline void kahan_add(T* sum, T* comp, int64_t l, R r, typename Simd<T>::V v) {
   const auto c = load_n<T>(comp + l, r, T(0));
   const auto y = v - c;
   const auto t = s + y;
-  store_n<T>(comp + l, r, (t - s) - y);
+  // Once a sum is infinite its compensation is inf - inf = NaN: drop it, the infinity stands
+  // (a NaN term still makes the sum NaN).
+  const auto cn = (t - s) - y;
+  store_n<T>(comp + l, r, Simd<T>::select(Simd<T>::isnan(cn), Simd<T>::zero(), cn));
   store_n<T>(sum + l, r, t);
 }
 
