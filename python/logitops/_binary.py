@@ -91,21 +91,16 @@ def _broadcast_layout(w: Any, name: str, shape: tuple[int, ...], dtype: np.dtype
     ws = (1,) * (nd - w.ndim) + w.shape
     varying = [a for a in range(nd) if ws[a] != 1]
     if not varying:
-        return _Weight(_c(w, dtype).reshape(1), 1, 1)
+        return _Weight(contiguous(w, dtype).reshape(1), 1, 1)
     lo, hi = varying[0], varying[-1]
     if all(ws[a] == shape[a] for a in range(lo, hi + 1)):
         period = int(np.prod(shape[lo : hi + 1], dtype=np.int64))
         block = int(np.prod(shape[hi + 1 :], dtype=np.int64))
-        return _Weight(_c(w, dtype).reshape(period), period, block)
+        return _Weight(contiguous(w, dtype).reshape(period), period, block)
     # Varies along axes with a broadcast axis between them, e.g. (N, 1, W) on (N, C, W): rare,
     # so it is simply expanded.
     full = np.ascontiguousarray(np.broadcast_to(w, shape), dtype=dtype).reshape(n)
     return _Weight(full, n, 1)
-
-
-def _c(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    # contiguous() keeps a 0-d array's shape only when no conversion is needed.
-    return contiguous(a, dtype).reshape(a.shape)
 
 
 def _prepare(input: Any, target: Any, weight: Any, pos_weight: Any = None) -> _Args:
@@ -118,8 +113,8 @@ def _prepare(input: Any, target: Any, weight: Any, pos_weight: Any = None) -> _A
     dt = result_dtype(input, target)
     shape = input.shape
     return _Args(
-        input=_c(input, dt),
-        target=_c(target, dt),
+        input=contiguous(input, dt),
+        target=contiguous(target, dt),
         weight=_broadcast_layout(weight, "weight", shape, dt),
         pos_weight=_broadcast_layout(pos_weight, "pos_weight", shape, dt),
         dtype=dt,
@@ -157,7 +152,7 @@ def _grad_output(grad_output: Any, a: _Args, reduction: str) -> tuple[np.ndarray
                 f"grad_output has shape {g.shape}, expected {a.shape} (the shape of the unreduced loss)"
             )
         dt = result_dtype(a.input, g)
-        return _c(g, dt), 1.0, dt
+        return contiguous(g, dt), 1.0, dt
     g = grad_scalar(grad_output, a.dtype, reduction)
     return None, (g / a.n if reduction == "mean" and a.n else g), a.dtype
 
