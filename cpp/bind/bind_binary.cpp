@@ -28,15 +28,6 @@ BroadcastView<T> broadcast_view(const py::object& w, int64_t period, int64_t blo
   return {p, period, block};
 }
 
-template <class T>
-const T* optional_data(const py::object& a, int64_t n, const char* name) {
-  if (a.is_none()) return nullptr;
-  const py::array arr = a.cast<py::array>();
-  const T* p = cdata<T>(arr, name);
-  if (static_cast<int64_t>(arr.size()) != n) throw py::value_error(std::string(name) + " has the wrong size");
-  return p;
-}
-
 bool overlaps(const void* a, const void* b, int64_t bytes) {
   const char* pa = static_cast<const char*>(a);
   const char* pb = static_cast<const char*>(b);

@@ -24,15 +24,6 @@ const CrossEntropyKernels<T>& kernels() {
 constexpr int64_t kCheckGrain = 65536;  // targets per chunk of the check
 enum Reduction : int { kNone = 0, kMean = 1, kSum = 2 };
 
-template <class T>
-const T* sized_data(const py::object& obj, int64_t n, const char* name) {
-  if (obj.is_none()) return nullptr;
-  const py::array a = obj.cast<py::array>();
-  const T* p = cdata<T>(a, name);
-  if (static_cast<int64_t>(a.size()) != n) throw py::value_error(std::string(name) + " has the wrong size");
-  return p;
-}
-
 // Returns (loss, gradient): the loss as a float ("mean", "sum"), a flat per-sample array ("none")
 // or None (gradient-only ops); the gradient shaped like input, or None.
 template <bool Nll>
@@ -50,12 +41,12 @@ py::tuple run(int op_code, const py::array& input, const py::object& target, con
     CeArgs<T> a{};
     a.input = cdata<T>(input, "input");
     if (static_cast<int64_t>(input.size()) != n) throw py::value_error("input has the wrong size");
-    a.target = sized_data<int64_t>(target, samples, "target");
-    a.probs = sized_data<T>(probs, n, "target");
+    a.target = optional_data<int64_t>(target, samples, "target");
+    a.probs = optional_data<T>(probs, n, "target");
     if (!a.target == !a.probs) throw py::value_error("target: give class indices or probabilities");
     if (Nll && a.probs) throw py::value_error("target: nll_loss takes class indices");
     if (op == CeOp::grad_target && !a.probs) throw py::value_error("wrt='target' needs probability targets");
-    a.weight = sized_data<T>(weight, classes, "weight");
+    a.weight = optional_data<T>(weight, classes, "weight");
     a.outer = outer;
     a.classes = classes;
     a.inner = inner;
@@ -69,7 +60,7 @@ py::tuple run(int op_code, const py::array& input, const py::object& target, con
     a.weight_total = wt;
     const bool grad_op = op != CeOp::loss;
     const bool want_loss = op == CeOp::loss || op == CeOp::loss_and_grad;
-    a.grad_output = (grad_op && op != CeOp::loss_and_grad) ? sized_data<T>(grad_output, samples, "grad_output") : nullptr;
+    a.grad_output = (grad_op && op != CeOp::loss_and_grad) ? optional_data<T>(grad_output, samples, "grad_output") : nullptr;
 
     py::object loss_arr = py::none(), grad_arr = py::none();
     if (want_loss && reduction == kNone) {

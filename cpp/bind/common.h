@@ -49,6 +49,17 @@ T* out_data(py::array& a, const std::vector<py::ssize_t>& shape, const char* nam
   return static_cast<T*>(a.mutable_data());
 }
 
+// An optional argument: null for None, else the data of a C-contiguous array of dtype T and
+// exactly n elements.
+template <class T>
+const T* optional_data(const py::object& obj, int64_t n, const char* name) {
+  if (obj.is_none()) return nullptr;
+  const py::array a = obj.cast<py::array>();
+  const T* p = cdata<T>(a, name);
+  if (static_cast<int64_t>(a.size()) != n) throw py::value_error(std::string(name) + " has the wrong size");
+  return p;
+}
+
 template <class T>
 py::array_t<T> new_array(const std::vector<py::ssize_t>& shape) {
   return py::array_t<T>(shape);
