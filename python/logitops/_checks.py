@@ -7,7 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+FLOAT_DTYPES = (_F32, _F64)
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -27,8 +28,10 @@ def float_array(a: Any, name: str) -> np.ndarray:
 
 def result_dtype(*arrays: np.ndarray | None) -> np.dtype:
     """The computation dtype of float arrays, promoted as torch does (float32 + float64 -> float64)."""
-    dts = [a.dtype for a in arrays if a is not None]
-    return np.dtype(np.float64) if np.dtype(np.float64) in dts else np.dtype(np.float32)
+    for a in arrays:
+        if a is not None and a.dtype == _F64:
+            return _F64
+    return _F32
 
 
 def contiguous(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
