@@ -153,8 +153,8 @@ def _grad_output(grad_output: Any, a: _Args, reduction: str) -> tuple[np.ndarray
             )
         dt = result_dtype(a.input, g)
         return contiguous(g, dt), 1.0, dt
-    g = grad_scalar(grad_output, a.dtype, reduction)
-    return None, (g / a.n if reduction == "mean" and a.n else g), a.dtype
+    g0 = grad_scalar(grad_output, a.dtype, reduction)
+    return None, (g0 / a.n if reduction == "mean" and a.n else g0), a.dtype
 
 
 def _with_dtype(a: _Args, dt: np.dtype) -> _Args:

@@ -60,6 +60,17 @@ class _Prepared:
 
     __slots__ = ("input", "target", "probs", "weight", "outer", "classes", "inner", "dtype", "shape",
                  "sample_shape", "channels_last")
+    input: np.ndarray
+    target: np.ndarray | None  # class indices, int64
+    probs: np.ndarray | None  # probability targets
+    weight: np.ndarray | None
+    outer: int
+    classes: int
+    inner: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    sample_shape: tuple[int, ...]
+    channels_last: bool
 
 
 def _class_targets(target: np.ndarray, classes: int, ignore_index: int) -> np.ndarray:
