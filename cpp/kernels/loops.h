@@ -28,8 +28,8 @@ inline void map_binary(const T* a, const T* b, int64_t n, T* out, F f) {
   }
 }
 
-// Largest element of x[0..n) ignoring NaN (NaN is propagated by the callers' sums);
-// -inf for n == 0. Four accumulators hide the max latency.
+// Largest element of x[0..n); -inf for n == 0. With NaN in the row the result may or may not be
+// NaN (max returns its second operand on NaN): the callers' sums make such a row NaN either way. Four accumulators hide the max latency.
 template <class T>
 inline T row_max(const T* x, int64_t n) {
   using S = Simd<T>;

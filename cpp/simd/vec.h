@@ -13,14 +13,13 @@
 //   set, zero, fma(a,b,c)=a*b+c (fused where the ISA has it), abs
 //   min(a,b) = a < b ? a : b, max(a,b) = a > b ? a : b (x86 semantics: when either is NaN the
 //   SECOND operand is returned, so min(bound, x) and max(bound, x) propagate a NaN x)
-//   count(m)       number of true lanes
 //   lt/le/gt/ge/eq/isnan -> M; select(m, a, b) = m ? a : b; any(m); mask_and/mask_or/mask_not
 //   round_int(x)  round to nearest integer (ties to even) in floating point
 //   pow2i(n)      2^n for integer-valued n within the normal exponent range
 //   low_bits_to_exponent(t)  the low bits of t's pattern shifted into the exponent field:
 //                 for t = 1.5*2^mant_bits + e (an integer 0 < e < 2^exp_bits - 1), this is 2^(e - bias)
 //   exponent/mantissa  x = mantissa(x) * 2^exponent(x), mantissa in [1, 2), x positive normal
-//   reduce_max/reduce_min over lanes
+//   reduce_max, reduce_add over lanes
 //   Acc, acc_zero, acc_add, acc_sum   a wider accumulator (double lanes) for sums of V
 #pragma once
 

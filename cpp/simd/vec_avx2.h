@@ -43,7 +43,6 @@ struct Simd<float> {
   static V min(V a, V b) { return _mm256_min_ps(a, b); }
   static V max(V a, V b) { return _mm256_max_ps(a, b); }
   static V abs(V a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
-  static int64_t count(M m) { return __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(m))); }
   static M lt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
   static M le(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
   static M gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
@@ -75,12 +74,6 @@ struct Simd<float> {
     m = _mm_max_ss(m, _mm_movehdup_ps(m));
     return _mm_cvtss_f32(m);
   }
-  static float reduce_min(V a) {
-    __m128 m = _mm_min_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_min_ss(m, _mm_movehdup_ps(m));
-    return _mm_cvtss_f32(m);
-  }
   static float reduce_add(V a) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -93,7 +86,6 @@ struct Simd<float> {
     acc.lo = _mm256_add_pd(acc.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(a)));
     acc.hi = _mm256_add_pd(acc.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1)));
   }
-  static Acc acc_plus(Acc a, Acc b) { return {_mm256_add_pd(a.lo, b.lo), _mm256_add_pd(a.hi, b.hi)}; }
   static double acc_sum(Acc acc) {
     const __m256d s4 = _mm256_add_pd(acc.lo, acc.hi);
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
@@ -126,7 +118,6 @@ struct Simd<double> {
   static V min(V a, V b) { return _mm256_min_pd(a, b); }
   static V max(V a, V b) { return _mm256_max_pd(a, b); }
   static V abs(V a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
-  static int64_t count(M m) { return __builtin_popcount(static_cast<unsigned>(_mm256_movemask_pd(m))); }
   static M lt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
   static M le(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_LE_OQ); }
   static M gt(V a, V b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
@@ -162,11 +153,6 @@ struct Simd<double> {
     m = _mm_max_sd(m, _mm_unpackhi_pd(m, m));
     return _mm_cvtsd_f64(m);
   }
-  static double reduce_min(V a) {
-    __m128d m = _mm_min_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
-    m = _mm_min_sd(m, _mm_unpackhi_pd(m, m));
-    return _mm_cvtsd_f64(m);
-  }
   static double reduce_add(V a) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
     s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
@@ -180,11 +166,6 @@ struct Simd<double> {
     const __m256d err = _mm256_add_pd(_mm256_sub_pd(acc.s, _mm256_sub_pd(t, bp)), _mm256_sub_pd(a, bp));
     acc.c = _mm256_add_pd(acc.c, err);
     acc.s = t;
-  }
-  static Acc acc_plus(Acc a, Acc b) {
-    acc_add(a, b.s);
-    a.c = _mm256_add_pd(a.c, b.c);
-    return a;
   }
   static double acc_sum(Acc acc) {
     alignas(32) double s[4], c[4];

@@ -44,7 +44,6 @@ struct Simd {
   static V fma(V a, V b, V c) { return a * b + c; }
   static V min(V a, V b) { return a < b ? a : b; }
   static V max(V a, V b) { return a > b ? a : b; }
-  static int64_t count(M m) { return m ? 1 : 0; }
   static V abs(V a) { return std::fabs(a); }
   static M lt(V a, V b) { return a < b; }
   static M le(V a, V b) { return a <= b; }
@@ -84,7 +83,6 @@ struct Simd {
     return from_bits((bits(x) & mant_mask) | bits(T(1)));
   }
   static T reduce_max(V a) { return a; }
-  static T reduce_min(V a) { return a; }
   static T reduce_add(V a) { return a; }
 
   static Acc acc_zero() { return {0.0, 0.0}; }
@@ -98,11 +96,6 @@ struct Simd {
       acc.c += (acc.s - (t - bp)) + (x - bp);
       acc.s = t;
     }
-  }
-  static Acc acc_plus(Acc a, Acc b) {
-    acc_add(a, static_cast<V>(b.s));
-    a.c += b.c;
-    return a;
   }
   // Once a sum is infinite its error term is inf - inf = NaN: the infinity is the answer.
   static double acc_sum(Acc acc) { return std::isfinite(acc.s) ? acc.s + acc.c : acc.s; }
