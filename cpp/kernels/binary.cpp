@@ -117,19 +117,16 @@ struct LogitLoss {
     const V lin = mul0<T>(c0, S::max(S::zero(), x)) + mul0<T>(c1, S::max(S::zero(), -x));
     if constexpr (HasPW) return lin + (c0 + c1) * L; else return lin + L;  // (1 - t) + t = 1
   }
-  // (1 - t) sigmoid(x) - q t sigmoid(-x) given e = exp(-|x|) and r = 1/(1 + e) = sigmoid(|x|):
-  // both sigmoids without cancellation.
-  static V grad_from(V x, V t, V q, V e, V r) {
-    const V one = S::set(T(1));
-    const V er = e * r;  // sigmoid(-|x|)
-    const auto nonneg = S::ge(x, S::zero());
-    return (one - t) * S::select(nonneg, r, er) - c1_of(t, q) * S::select(nonneg, er, r);
+  // (1 - t) sigmoid(x) - q t sigmoid(-x) given e = exp(-|x|).
+  static V grad_from(V x, V t, V q, V e) {
+    const SigmoidPair<T> sg = sigmoid_pair_from_exp<T>(x, e);
+    return (S::set(T(1)) - t) * sg.pos - c1_of(t, q) * sg.neg;
   }
 
   static V loss(V x, V t, V q) { return loss_from(x, t, q, vlog1p_unit<T>(e_of(x))); }
   static V grad_input(V x, V t, V q) {
     const V e = e_of(x);
-    return grad_from(x, t, q, e, S::set(T(1)) / (S::set(T(1)) + e));
+    return grad_from(x, t, q, e);
   }
   static V grad_target(V x, V t, V q) {
     (void)t;
@@ -145,7 +142,7 @@ struct LogitLoss {
   static void loss_and_grad(V x, V t, V q, V& l, V& g) {
     const V e = e_of(x);
     l = loss_from(x, t, q, vlog1p_unit<T>(e));
-    g = grad_from(x, t, q, e, S::set(T(1)) / (S::set(T(1)) + e));
+    g = grad_from(x, t, q, e);
   }
 };
 

@@ -109,20 +109,10 @@ void softmax_backward_rows(const T* grad, const T* x, int64_t rows, int64_t cols
   });
 }
 
-// Both sigmoids from e = exp(-|x|): r = 1/(1+e) is sigmoid(|x|), e*r is sigmoid(-|x|).
-template <class T>
-struct SigmoidPair {
-  typename Simd<T>::V pos;  // sigmoid(x)
-  typename Simd<T>::V neg;  // sigmoid(-x)
-};
 template <class T>
 inline SigmoidPair<T> sigmoid_pair(typename Simd<T>::V x) {
-  using S = Simd<T>;
-  const auto e = vexp_nonpos<T>(-S::abs(x));  // below FLT_MIN flushed: sigmoid(-|x|) < FLT_MIN
-  const auto r = S::set(T(1)) / (S::set(T(1)) + e);
-  const auto er = e * r;
-  const auto nonneg = S::ge(x, S::zero());
-  return {S::select(nonneg, r, er), S::select(nonneg, er, r)};
+  // exp(-|x|) below FLT_MIN is flushed: then sigmoid(-|x|) < FLT_MIN too.
+  return sigmoid_pair_from_exp<T>(x, vexp_nonpos<T>(-Simd<T>::abs(x)));
 }
 
 template <class T>

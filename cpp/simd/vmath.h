@@ -251,5 +251,21 @@ inline typename Simd<T>::V vsoftplus(typename Simd<T>::V z) {
   return S::max(S::zero(), z) + vlog1p_unit<T>(vexp_nonpos<T>(-S::abs(z)));
 }
 
+// sigmoid(x) and sigmoid(-x) from e = exp(-|x|): r = 1/(1+e) is sigmoid(|x|) and e*r is
+// sigmoid(-|x|), so neither overflows nor cancels.
+template <class T>
+struct SigmoidPair {
+  typename Simd<T>::V pos;  // sigmoid(x)
+  typename Simd<T>::V neg;  // sigmoid(-x)
+};
+template <class T>
+inline SigmoidPair<T> sigmoid_pair_from_exp(typename Simd<T>::V x, typename Simd<T>::V e) {
+  using S = Simd<T>;
+  const auto r = S::set(T(1)) / (S::set(T(1)) + e);
+  const auto er = e * r;
+  const auto nonneg = S::ge(x, S::zero());
+  return {S::select(nonneg, r, er), S::select(nonneg, er, r)};
+}
+
 }  // namespace LO_TARGET
 }  // namespace logitops
