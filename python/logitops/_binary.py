@@ -26,12 +26,13 @@ element of the loss is within 4 ulp of the exact value (float32) for every finit
 
 from __future__ import annotations
 
+from math import prod
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _core
-from ._checks import check_out, check_reduction, contiguous, float_array, grad_scalar, result_dtype
+from ._checks import FLOAT_DTYPES, check_out, check_reduction, contiguous, float_array, grad_scalar, result_dtype
 
 __all__ = [
     "binary_cross_entropy",
@@ -75,27 +76,25 @@ def _broadcast_layout(w: Any, name: str, shape: tuple[int, ...], dtype: np.dtype
     if w is None:
         return _NO_WEIGHT
     w = float_array(w, name)
-    try:
-        fits = np.broadcast_shapes(w.shape, shape) == shape
-    except ValueError:
-        fits = False
-    if not fits:
+    # Broadcasting w to `shape` gives `shape` (np.broadcast_shapes would say so, at several
+    # times the cost of a small call) iff each of w's axes, aligned on the last, is 1 or shape's.
+    nd = len(shape)
+    ws = (1,) * (nd - w.ndim) + w.shape
+    if w.ndim > nd or any(a != 1 and a != b for a, b in zip(ws, shape)):
         raise ValueError(
             f"{name} of shape {w.shape} does not broadcast to the input's shape {shape} "
             "(it may not enlarge the output)"
         )
-    n = int(np.prod(shape, dtype=np.int64))
+    # math.prod, not np.prod: a fraction of the cost, and exact (every product here divides n).
+    n = prod(shape)
     if n == 0:
         return _NO_WEIGHT  # nothing to weigh (the shape was still checked)
-    nd = len(shape)
-    ws = (1,) * (nd - w.ndim) + w.shape
     varying = [a for a in range(nd) if ws[a] != 1]
     if not varying:
         return _Weight(contiguous(w, dtype).reshape(1), 1, 1)
     lo, hi = varying[0], varying[-1]
     if all(ws[a] == shape[a] for a in range(lo, hi + 1)):
-        period = int(np.prod(shape[lo : hi + 1], dtype=np.int64))
-        block = int(np.prod(shape[hi + 1 :], dtype=np.int64))
+        period, block = prod(shape[lo : hi + 1]), prod(shape[hi + 1 :])
         return _Weight(contiguous(w, dtype).reshape(period), period, block)
     # Varies along axes with a broadcast axis between them, e.g. (N, 1, W) on (N, C, W): rare,
     # so it is simply expanded.
@@ -104,6 +103,14 @@ def _broadcast_layout(w: Any, name: str, shape: tuple[int, ...], dtype: np.dtype
 
 
 def _prepare(input: Any, target: Any, weight: Any, pos_weight: Any = None) -> _Args:
+    # The usual call (C-contiguous float arrays of one dtype and shape, no weights) is taken as
+    # it is: the general path below would return these very arrays, and its checks are most of
+    # the time of a call on small inputs.
+    if type(input) is np.ndarray and type(target) is np.ndarray and weight is None and pos_weight is None:
+        dt = input.dtype
+        if (dt in FLOAT_DTYPES and target.dtype == dt and input.shape == target.shape
+                and input.flags.c_contiguous and target.flags.c_contiguous):
+            return _Args(input, target, _NO_WEIGHT, _NO_WEIGHT, dt, input.shape, input.size)
     input = float_array(input, "input")
     target = float_array(target, "target")
     if target.shape != input.shape:
@@ -112,15 +119,8 @@ def _prepare(input: Any, target: Any, weight: Any, pos_weight: Any = None) -> _A
         )
     dt = result_dtype(input, target)
     shape = input.shape
-    return _Args(
-        input=contiguous(input, dt),
-        target=contiguous(target, dt),
-        weight=_broadcast_layout(weight, "weight", shape, dt),
-        pos_weight=_broadcast_layout(pos_weight, "pos_weight", shape, dt),
-        dtype=dt,
-        shape=shape,
-        n=int(input.size),
-    )
+    return _Args(contiguous(input, dt), contiguous(target, dt), _broadcast_layout(weight, "weight", shape, dt),
+                 _broadcast_layout(pos_weight, "pos_weight", shape, dt), dt, shape, input.size)
 
 
 def _check_wrt(wrt: Any) -> int:
@@ -198,8 +198,9 @@ def _backward(kernel: Any, grad_output: Any, a: _Args, reduction: str, wrt: Any)
 
 
 def _value_and_grad(kernel: Any, a: _Args, reduction: str, out: Any) -> tuple[Any, np.ndarray]:
-    out = check_out(out, a.dtype, a.shape, a.input, True,
-                    (("target", a.target), ("weight", a.weight.data), ("pos_weight", a.pos_weight.data)))
+    if out is not None:  # (building check_out's arguments for nothing costs a quarter µs a call)
+        out = check_out(out, a.dtype, a.shape, a.input, True,
+                        (("target", a.target), ("weight", a.weight.data), ("pos_weight", a.pos_weight.data)))
     scale = 1.0 / a.n if reduction == "mean" and a.n else 1.0
     total, loss, grad = _call(kernel, _LOSS_AND_GRAD, a, None, scale, reduction == "none", out)
     if reduction != "none":
