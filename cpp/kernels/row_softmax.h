@@ -75,7 +75,7 @@ constexpr T exp_unscale() {  // 2^-k
 }
 
 template <class T>
-inline typename Simd<T>::V shifted_exp(typename Simd<T>::V x, typename Simd<T>::V m) {
+LO_INLINE typename Simd<T>::V shifted_exp(typename Simd<T>::V x, typename Simd<T>::V m) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;

@@ -32,6 +32,11 @@
 #error "LO_TARGET must name the instruction set this file is compiled for"
 #endif
 
+// For the small vector functions of the hot loops (exp and friends): GCC's inliner may give up
+// on them inside large instantiations, and an out-of-line call per vector costs a fifth of a
+// kernel (measured: cross_entropy 2048x32000 35 -> 44 ms).
+#define LO_INLINE inline __attribute__((always_inline))
+
 #define LO_STR2(x) #x
 #define LO_STR(x) LO_STR2(x)
 

@@ -65,7 +65,7 @@ struct MathConst<double> {
 
 // exp(r) for |r| <= ln2/2 by its Taylor polynomial (Horner from the highest degree).
 template <class T>
-inline typename Simd<T>::V exp_reduced_poly(typename Simd<T>::V r) {
+LO_INLINE typename Simd<T>::V exp_reduced_poly(typename Simd<T>::V r) {
   using S = Simd<T>;
   using C = MathConst<T>;
   T inv_fact[C::exp_degree + 1];  // 1/k!, folded to constants by the compiler
@@ -81,7 +81,7 @@ inline typename Simd<T>::V exp_reduced_poly(typename Simd<T>::V r) {
 // (max relative error 1.7e-8 = 0.15 ulp with these float coefficients); for double the Taylor
 // polynomial.
 template <class T>
-inline typename Simd<T>::V exp_small_poly(typename Simd<T>::V r) {
+LO_INLINE typename Simd<T>::V exp_small_poly(typename Simd<T>::V r) {
   using S = Simd<T>;
   if constexpr (std::is_same_v<T, float>) {
     typename S::V p = S::set(0.001385929063f);
@@ -98,7 +98,7 @@ inline typename Simd<T>::V exp_small_poly(typename Simd<T>::V r) {
 
 // n = round(x / ln2) and r = x - n*ln2 (Cody-Waite: n*ln2_hi is exact).
 template <class T>
-inline typename Simd<T>::V exp_reduce(typename Simd<T>::V x, typename Simd<T>::V& n) {
+LO_INLINE typename Simd<T>::V exp_reduce(typename Simd<T>::V x, typename Simd<T>::V& n) {
   using S = Simd<T>;
   using C = MathConst<T>;
   n = S::round_int(x * S::set(C::log2e));
@@ -108,7 +108,7 @@ inline typename Simd<T>::V exp_reduce(typename Simd<T>::V x, typename Simd<T>::V
 
 // exp(x) over the whole range (see the contract above).
 template <class T>
-inline typename Simd<T>::V vexp(typename Simd<T>::V x) {
+LO_INLINE typename Simd<T>::V vexp(typename Simd<T>::V x) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;
@@ -128,7 +128,7 @@ inline typename Simd<T>::V vexp(typename Simd<T>::V x) {
 // out of one fma against the magic number 1.5*2^mant_bits (which also leaves n + bias in the low
 // bits, ready to be shifted into 2^n), and the scaling is a single multiply (n >= -bias + 1).
 template <class T>
-inline typename Simd<T>::V vexp_nonpos(typename Simd<T>::V d) {
+LO_INLINE typename Simd<T>::V vexp_nonpos(typename Simd<T>::V d) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;
@@ -146,7 +146,7 @@ inline typename Simd<T>::V vexp_nonpos(typename Simd<T>::V d) {
 // shared by log, log1p and log1p_unit. An error of a few ulp in s moves the result by a
 // small fraction of an ulp: s only enters the correction s*(hfsq + R), about f^3/4.
 template <class T>
-inline typename Simd<T>::V log_reduced_s(typename Simd<T>::V f, typename Simd<T>::V s, typename Simd<T>::V k,
+LO_INLINE typename Simd<T>::V log_reduced_s(typename Simd<T>::V f, typename Simd<T>::V s, typename Simd<T>::V k,
                                          typename Simd<T>::V c) {
   using S = Simd<T>;
   using C = MathConst<T>;
@@ -162,14 +162,14 @@ inline typename Simd<T>::V log_reduced_s(typename Simd<T>::V f, typename Simd<T>
 }
 
 template <class T>
-inline typename Simd<T>::V log_reduced(typename Simd<T>::V f, typename Simd<T>::V k, typename Simd<T>::V c) {
+LO_INLINE typename Simd<T>::V log_reduced(typename Simd<T>::V f, typename Simd<T>::V k, typename Simd<T>::V c) {
   using S = Simd<T>;
   return log_reduced_s<T>(f, f / (S::set(T(2)) + f), k, c);
 }
 
 // Splits positive normal u into m in [sqrt(1/2), sqrt(2)) and k with u = m * 2^k.
 template <class T>
-inline void split_log_argument(typename Simd<T>::V u, typename Simd<T>::V& m, typename Simd<T>::V& k) {
+LO_INLINE void split_log_argument(typename Simd<T>::V u, typename Simd<T>::V& m, typename Simd<T>::V& k) {
   using S = Simd<T>;
   m = S::mantissa(u);
   k = S::exponent(u);
@@ -179,7 +179,7 @@ inline void split_log_argument(typename Simd<T>::V u, typename Simd<T>::V& m, ty
 }
 
 template <class T>
-inline typename Simd<T>::V vlog1p(typename Simd<T>::V x) {
+LO_INLINE typename Simd<T>::V vlog1p(typename Simd<T>::V x) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;
@@ -205,7 +205,7 @@ inline typename Simd<T>::V vlog1p(typename Simd<T>::V x) {
 }
 
 template <class T>
-inline typename Simd<T>::V vlog(typename Simd<T>::V x) {
+LO_INLINE typename Simd<T>::V vlog(typename Simd<T>::V x) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;
@@ -228,7 +228,7 @@ inline typename Simd<T>::V vlog(typename Simd<T>::V x) {
 // range reduction is one compare, there are no special values, and a single division serves
 // both s = f/(2+f) and the rounding correction c/u (for tiny e, u = 1 and c/u = e exactly).
 template <class T>
-inline typename Simd<T>::V vlog1p_unit(typename Simd<T>::V e) {
+LO_INLINE typename Simd<T>::V vlog1p_unit(typename Simd<T>::V e) {
   using S = Simd<T>;
   using V = typename S::V;
   const V one = S::set(T(1));
@@ -246,7 +246,7 @@ inline typename Simd<T>::V vlog1p_unit(typename Simd<T>::V e) {
 // softplus(z) = log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): never overflows, and exact
 // (to rounding) for very negative z where it equals exp(z). NaN -> NaN; +-inf -> inf, 0.
 template <class T>
-inline typename Simd<T>::V vsoftplus(typename Simd<T>::V z) {
+LO_INLINE typename Simd<T>::V vsoftplus(typename Simd<T>::V z) {
   using S = Simd<T>;
   return S::max(S::zero(), z) + vlog1p_unit<T>(vexp_nonpos<T>(-S::abs(z)));
 }
@@ -259,7 +259,7 @@ struct SigmoidPair {
   typename Simd<T>::V neg;  // sigmoid(-x)
 };
 template <class T>
-inline SigmoidPair<T> sigmoid_pair_from_exp(typename Simd<T>::V x, typename Simd<T>::V e) {
+LO_INLINE SigmoidPair<T> sigmoid_pair_from_exp(typename Simd<T>::V x, typename Simd<T>::V e) {
   using S = Simd<T>;
   const auto r = S::set(T(1)) / (S::set(T(1)) + e);
   const auto er = e * r;
