@@ -56,7 +56,7 @@ inline double row_others_infinite_max(const T* x, int64_t n, T m, T* E, const T*
 //   Below that, 0 (-inf included); NaN for NaN.
 // - x - m rounds when x and m are far apart (opposite signs, a large margin), which would cost
 //   exp(d) a relative error of |d| eps / 2 (~40 ulp near d = -87): the rounding error lo is
-//   recovered exactly (TwoSum) and joins the reduced argument, exp(d + lo).
+//   recovered exactly (Fast2Sum) and joins the reduced argument, exp(d + lo).
 template <class T>
 struct ExpScale;
 template <>
@@ -80,9 +80,12 @@ LO_INLINE typename Simd<T>::V shifted_exp(typename Simd<T>::V x, typename Simd<T
   using C = MathConst<T>;
   using V = typename S::V;
   constexpr int k = ExpScale<T>::k;
-  const V d = x - m;
-  const V mr = d - x;
-  const V lo = (x - (d - mr)) - (m + mr);
+  // Fast2Sum of x and -m with the larger magnitude first: as x <= m, that is min(-m, x) (for
+  // m >= 0 and x > -m it is -m, otherwise x). The operand order keeps a NaN x.
+  const V nm = -m;
+  const V a = S::min(nm, x), b = S::max(nm, x);
+  const V d = a + b;
+  const V lo = b - (d - a);
   const V magic = S::set(T(1.5) / std::numeric_limits<T>::epsilon() + T(C::bias + k));
   const V t = S::fma(d, S::set(C::log2e), magic);  // n + bias + k in the low bits
   const V n = t - magic;
