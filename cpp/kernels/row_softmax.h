@@ -112,10 +112,10 @@ inline int64_t first_equal(const T* x, int64_t n, T m) {
 // Second pass over a row with maximum m (from row_max). Returns `others`; when E is non-null
 // also stores exp(d_j) in E[j] (E may alias x: each element is read before it is written), and
 // when G is non-null sets *g_dot_e = sum_j G[j] * exp(d_j) and *g_sum = sum_j G[j].
-// - The first maximum is left out of the sum by its index, in the one pair of vectors that holds
+// - The first maximum is left out of the sum by its index, in the one block of vectors that holds
 //   it (the other ties add exp(0) = 1 each), instead of a compare on every element.
-// - Pairs of exps are added in T before the double accumulator (0.5 ulp, and half the widening,
-//   which costs as much as a third of the exp).
+// - Blocks of four vectors of exps are added in T, pairwise, before the double accumulator
+//   (at most 1 ulp, and a quarter of the widening, which costs as much as a third of the exp).
 // - This pass is compute-bound and runs from cache; meanwhile `next` (the next row, same length,
 //   or null) is prefetched, so that row's first pass does not wait on memory.
 // (StoreE and WithG say at compile time whether E and G are given: the hot loop carries no
@@ -152,21 +152,22 @@ inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, doub
   };
   auto full_load = [](const T* p, T) { return S::load(p); };
   auto full_store = [](T* p, V v) { S::store(p, v); };
-  auto pair = [&](int64_t i, bool holds_max) {
-    __builtin_prefetch(next + i, 0, 3);
-    V e0 = exps(i, full_load, full_store);
-    V e1 = exps(i + W, full_load, full_store);
-    if (holds_max) {
-      e0 = skip_max(e0, i);
-      e1 = skip_max(e1, i + W);
+  constexpr int64_t B = 4 * W;            // elements a block: four vectors summed in T
+  constexpr int64_t line = 64 / sizeof(T);  // elements a cache line
+  auto block = [&](int64_t i, bool holds_max) {
+    for (int64_t p = 0; p < B; p += line) __builtin_prefetch(next + i + p, 0, 3);
+    V e[4];
+    for (int k = 0; k < 4; ++k) {
+      e[k] = exps(i + k * W, full_load, full_store);
+      if (holds_max) e[k] = skip_max(e[k], i + k * W);
     }
-    S::acc_add(acc, e0 + e1);
+    S::acc_add(acc, (e[0] + e[1]) + (e[2] + e[3]));
   };
-  const int64_t full = n - n % (2 * W), pmax = jmax - jmax % (2 * W);
+  const int64_t full = n - n % B, bmax = jmax - jmax % B;
   int64_t i = 0;
-  for (; i < std::min(pmax, full); i += 2 * W) pair(i, false);
-  if (pmax < full) pair(i, true), i += 2 * W;
-  for (; i < full; i += 2 * W) pair(i, false);
+  for (; i < std::min(bmax, full); i += B) block(i, false);
+  if (bmax < full) block(i, true), i += B;
+  for (; i < full; i += B) block(i, false);
   for (; i < n; i += W) {
     const int64_t r = std::min<int64_t>(W, n - i);
     V e = exps(i, [r](const T* p, T fill) { return S::load_tail(p, r, fill); },
