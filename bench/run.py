@@ -42,6 +42,10 @@ except ImportError:  # the bench still runs, without the torch columns
 HERE = Path(__file__).resolve().parent
 BIG = 1_000_000  # elements from which a case runs at 2 threads too and gets the memory column
 TINY = 100  # elements below which a case measures the per-call overhead (its own table)
+# Pause between samples on more than one thread: torch's OpenMP workers spin for a while after a
+# call and would take the second core from whichever library runs next (measured: our softmax
+# 8192x1000 on 2 threads, 2.8 ms alone, 3.9 ms right after a torch call, 2.8 ms after a pause).
+SETTLE_S = 0.05
 
 
 # ----------------------------------------------------------------------------- timing
@@ -55,8 +59,10 @@ def _calibrate(fn: Callable[[], object], target_s: float) -> int:
     return max(1, int(target_s / max(dt, 1e-7)))
 
 
-def measure(impls: dict[str, Callable[[], object]], rounds: int, target_s: float) -> dict[str, list[float]]:
-    """Per-call seconds of each implementation: `rounds` samples each, interleaved."""
+def measure(impls: dict[str, Callable[[], object]], rounds: int, target_s: float,
+            settle_s: float = 0.0) -> dict[str, list[float]]:
+    """Per-call seconds of each implementation: `rounds` samples each, interleaved, with a pause
+    of settle_s after each sample (see SETTLE_S)."""
     for fn in impls.values():  # warm-up: page faults, caches, lazy init
         fn()
         fn()
@@ -69,6 +75,7 @@ def measure(impls: dict[str, Callable[[], object]], rounds: int, target_s: float
             for _ in range(k):
                 fn()
             samples[name].append((time.perf_counter() - t0) / k)
+            time.sleep(settle_s)
     return samples
 
 
@@ -346,7 +353,7 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
                 impls["torch"] = case.torch
             if case.numpy and threads == 1:
                 impls["numpy"] = case.numpy
-            s = measure(impls, rounds, target)
+            s = measure(impls, rounds, target, SETTLE_S if threads > 1 else 0.0)
             med = {k: statistics.median(v) for k, v in s.items()}
             ours = fmt_sample(s["ours"])
             tt = fmt_sample(s["torch"]) if "torch" in med else "—"
@@ -390,7 +397,9 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
         f"{time.perf_counter() - t_start:.0f} s."
     )
     legend = (
-        f"Medians of {rounds} interleaved samples (±: half the spread, shown when wider than 20%). "
+        f"Medians of {rounds} interleaved samples (±: half the spread, shown when wider than 20%); on 2 "
+        f"threads a {SETTLE_S * 1000:.0f} ms pause follows each sample, so that torch's spinning OpenMP "
+        "workers do not take the second core from the next library. "
         "*torch* is the same computation as torch users run it: the forward call, or forward + backward "
         "through autograd for gradient rows. *value+grad* is logitops' fused `*_value_and_grad`, writing "
         "into a reused `out=` buffer (*new grad*: without `out=`, a fresh gradient each call). "
