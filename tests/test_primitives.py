@@ -294,6 +294,86 @@ def test_elementwise_extremes_match_torch(name, dtype, rng):
     np.testing.assert_array_equal(np.isnan(got_grad), np.isnan(x))
 
 
+# ----------------------------------------------------------------------------- out=
+
+OUT_FUNCS = ("log_softmax", "softmax", "log_sigmoid", "sigmoid")  # the forwards that take out=
+
+
+def lo_forward_out(name, x, axis, out):
+    if name in ROW_FUNCS:
+        return getattr(lo, name)(x, axis=axis, out=out)
+    return getattr(lo, name)(x, out=out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("name", OUT_FUNCS)
+def test_out_receives_the_result(name, dtype, rng):
+    """out= (a fresh buffer, or x itself) holds exactly the no-out result, is what the call returns,
+    for every shape and layout, with the wide-range and +-inf data that take the kernels' side paths."""
+    wide = randn(rng, (9, 37), dtype) * 40
+    wide[0, 3] = INF
+    wide[1, :] = -INF
+    wide[2, ::3] = -INF
+    cases = [(wide, -1), (wide, 0), (wide, None), (randn(rng, (4, 3, 5), dtype), 1),
+             (randn(rng, (2, 1000), dtype), -1), (np.zeros((0, 4), dtype), -1), (np.zeros((3, 0), dtype), -1)]
+    cases += [(layout_view(rng, dtype, which), -1) for which in LAYOUTS]
+    if name in ELEM_FUNCS:
+        cases += [(np.asarray(2.5, dtype=dtype), -1)]
+    for x, axis in cases:
+        if name in ELEM_FUNCS and axis != -1:
+            continue
+        want = lo_forward(name, x, axis)
+        out = np.full(x.shape, np.nan, dtype)
+        got = lo_forward_out(name, x, axis, out)
+        assert got is out
+        np.testing.assert_array_equal(out, want)
+        if x.flags.c_contiguous and x.flags.writeable:
+            x_in = x.copy()
+            assert lo_forward_out(name, x_in, axis, x_in) is x_in
+            np.testing.assert_array_equal(x_in, want)
+
+
+@pytest.mark.parametrize("name", OUT_FUNCS)
+def test_out_in_place_of_a_large_input(name, rng):
+    """In place over many rows split across threads (and a chunk boundary), float32."""
+    x = randn(rng, (300, 1031), np.float32) * 5
+    want = lo_forward(name, x)
+    before = lo.get_num_threads()
+    lo.set_num_threads(2)
+    try:
+        y = x.copy()
+        lo_forward_out(name, y, -1, y)
+    finally:
+        lo.set_num_threads(before)
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("name", OUT_FUNCS)
+def test_bad_out_raises_naming_out(name, rng):
+    x = randn(rng, (5, 7), np.float32)
+    before = x.copy()
+    ro = np.empty_like(x)
+    ro.flags.writeable = False
+    buf = np.zeros(40, np.float32)
+    xa = buf[:35].reshape(5, 7)
+    xa[...] = x
+    bad = [(ValueError, x, np.empty((7, 5), np.float32)), (ValueError, x, np.empty(35, np.float32)),
+           (TypeError, x, np.empty((5, 7), np.float64)), (TypeError, x, np.empty((5, 7), np.int32)),
+           (TypeError, x, np.empty((5, 7), np.float32).tolist()), (ValueError, x, np.empty((5, 14), np.float32)[:, ::2]),
+           (ValueError, x, np.asfortranarray(np.empty((5, 7), np.float32))), (ValueError, x, ro),
+           (ValueError, xa, buf[1:36].reshape(5, 7))]
+    for err, xin, out in bad:
+        with pytest.raises(err, match=r"\bout\b"):
+            lo_forward_out(name, xin, -1, out)
+    np.testing.assert_array_equal(x, before)
+    x_ro = x.copy()
+    x_ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"\bout\b"):
+        lo_forward_out(name, x_ro, -1, x_ro)
+    with pytest.raises(TypeError):
+        getattr(lo, name)(x, -1, np.empty_like(x)) if name in ROW_FUNCS else getattr(lo, name)(x, np.empty_like(x))
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_sigmoid_saturates_exactly(dtype):
     dtype = np.dtype(dtype).type

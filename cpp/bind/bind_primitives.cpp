@@ -34,15 +34,25 @@ using RowMap = void (*)(const T*, int64_t, int64_t, T*);
 template <class T>
 using RowGradMap = void (*)(const T*, const T*, int64_t, int64_t, T*);
 
+// The result array: `out` when given (shape checked; it may be x itself), else a new one.
+template <class T>
+py::array result_array(const py::object& out, const py::array& x) {
+  const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  if (out.is_none()) return new_array<T>(shape);
+  py::array a = out.cast<py::array>();
+  out_data<T>(a, shape, "out");
+  return a;
+}
+
 // out (rows, cols) = row function of x.
 template <template <class> class Sel>
-py::array row_map(const py::array& x) {
+py::array row_map(const py::array& x, const py::object& out_arg) {
   return by_float_dtype(x, "x", [&](auto tag) -> py::array {
     using T = decltype(tag);
     const T* xp = cdata<T>(x, "x");
     const int64_t rows = dim(x, 0), cols = dim(x, 1);
-    auto out = new_array<T>({x.shape(0), x.shape(1)});
-    T* op = out.mutable_data();
+    py::array out = result_array<T>(out_arg, x);
+    T* op = static_cast<T*>(out.mutable_data());
     const RowMap<T> f = Sel<T>::get(kernels<T>());
     py::gil_scoped_release nogil;
     parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) { f(xp + b * cols, e - b, cols, op + b * cols); });
@@ -74,13 +84,13 @@ py::array row_grad(const py::array& grad, const py::array& x) {
 
 // Elementwise: out = f(x) or f(grad, x), same shape as x.
 template <template <class> class Sel>
-py::array elementwise(const py::array& x) {
+py::array elementwise(const py::array& x, const py::object& out_arg) {
   return by_float_dtype(x, "x", [&](auto tag) -> py::array {
     using T = decltype(tag);
     const T* xp = cdata<T>(x, "x");
     const int64_t n = static_cast<int64_t>(x.size());
-    auto out = new_array<T>(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-    T* op = out.mutable_data();
+    py::array out = result_array<T>(out_arg, x);
+    T* op = static_cast<T*>(out.mutable_data());
     const auto f = Sel<T>::get(kernels<T>());
     py::gil_scoped_release nogil;
     parallel_for(n, grain_for(1, 65536), [&](int64_t b, int64_t e) { f(xp + b, e - b, op + b); });
@@ -126,13 +136,13 @@ LO_SELECT(SelSigmoidBackward, sigmoid_backward, false)
 
 void register_primitives(py::module_& m) {
   m.def("logsumexp", &logsumexp, py::arg("x"));
-  m.def("log_softmax", &row_map<SelLogSoftmax>, py::arg("x"));
-  m.def("softmax", &row_map<SelSoftmax>, py::arg("x"));
+  m.def("log_softmax", &row_map<SelLogSoftmax>, py::arg("x"), py::arg("out") = py::none());
+  m.def("softmax", &row_map<SelSoftmax>, py::arg("x"), py::arg("out") = py::none());
   m.def("logsumexp_backward", &row_grad<SelLogsumexpBackward>, py::arg("grad_output"), py::arg("x"));
   m.def("log_softmax_backward", &row_grad<SelLogSoftmaxBackward>, py::arg("grad_output"), py::arg("x"));
   m.def("softmax_backward", &row_grad<SelSoftmaxBackward>, py::arg("grad_output"), py::arg("x"));
-  m.def("log_sigmoid", &elementwise<SelLogSigmoid>, py::arg("x"));
-  m.def("sigmoid", &elementwise<SelSigmoid>, py::arg("x"));
+  m.def("log_sigmoid", &elementwise<SelLogSigmoid>, py::arg("x"), py::arg("out") = py::none());
+  m.def("sigmoid", &elementwise<SelSigmoid>, py::arg("x"), py::arg("out") = py::none());
   m.def("log_sigmoid_backward", &elementwise_grad<SelLogSigmoidBackward>, py::arg("grad_output"), py::arg("x"));
   m.def("sigmoid_backward", &elementwise_grad<SelSigmoidBackward>, py::arg("grad_output"), py::arg("x"));
 }

@@ -29,7 +29,7 @@ void log_softmax_rows(const T* x, int64_t rows, int64_t cols, T* out) {
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
     T* o = out + r * cols;
-    const RowStats<T> st = row_stats(xr, cols);
+    const RowStats<T> st = row_stats(xr, cols, r + 1 < rows ? xr + cols : nullptr, o);
     if (st.max == -std::numeric_limits<T>::infinity()) {
       fill_nan(o, cols);
       continue;
@@ -61,7 +61,7 @@ void for_each_exp_row(const T* x, const T* grad, int64_t rows, int64_t cols, T* 
       continue;
     }
     double g_dot_e = 0.0, g_sum = 0.0;
-    const double others = row_others(xr, cols, m, o, g, &g_dot_e, &g_sum);
+    const double others = row_others(xr, cols, m, o, g, &g_dot_e, &g_sum, r + 1 < rows ? xr + cols : nullptr);
     finish(r, g, o, others, g_dot_e, g_sum);
   }
 }

@@ -117,12 +117,14 @@ inline int64_t first_equal(const T* x, int64_t n, T m) {
 // - Blocks of four vectors of exps are added in T, pairwise, before the double accumulator
 //   (at most 1 ulp, and a quarter of the widening, which costs as much as a third of the exp).
 // - This pass is compute-bound and runs from cache; meanwhile `next` (the next row, same length,
-//   or null) is prefetched, so that row's first pass does not wait on memory.
+//   or null) is prefetched, so that row's first pass does not wait on memory, and `warm` (the
+//   row's output, or null) is prefetched for writing, so that a later pass writing it finds its
+//   lines in cache instead of reading them in then.
 // (StoreE and WithG say at compile time whether E and G are given: the hot loop carries no
 // branch for them.)
 template <class T, bool StoreE, bool WithG>
 inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, double* g_dot_e, double* g_sum,
-                              const T* next) {
+                              const T* next, T* warm) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int64_t W = S::W;
@@ -156,6 +158,8 @@ inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, doub
   constexpr int64_t line = 64 / sizeof(T);  // elements a cache line
   auto block = [&](int64_t i, bool holds_max) {
     for (int64_t p = 0; p < B; p += line) __builtin_prefetch(next + i + p, 0, 3);
+    if (warm)
+      for (int64_t p = 0; p < B; p += line) __builtin_prefetch(warm + i + p, 1, 3);
     V e[4];
     for (int k = 0; k < 4; ++k) {
       e[k] = exps(i + k * W, full_load, full_store);
@@ -184,18 +188,19 @@ inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, doub
 
 template <class T>
 inline double row_others(const T* x, int64_t n, T m, T* E = nullptr, const T* G = nullptr,
-                         double* g_dot_e = nullptr, double* g_sum = nullptr, const T* next = nullptr) {
+                         double* g_dot_e = nullptr, double* g_sum = nullptr, const T* next = nullptr,
+                         T* warm = nullptr) {
   if (!(std::fabs(m) <= std::numeric_limits<T>::max()))
     return row_others_infinite_max(x, n, m, E, G, g_dot_e, g_sum);
-  if (G) return row_others_impl<T, true, true>(x, n, m, E, G, g_dot_e, g_sum, next);  // backward: E is given too
-  if (E) return row_others_impl<T, true, false>(x, n, m, E, G, g_dot_e, g_sum, next);
-  return row_others_impl<T, false, false>(x, n, m, E, G, g_dot_e, g_sum, next);
+  if (G) return row_others_impl<T, true, true>(x, n, m, E, G, g_dot_e, g_sum, next, warm);  // backward: E is given too
+  if (E) return row_others_impl<T, true, false>(x, n, m, E, G, g_dot_e, g_sum, next, warm);
+  return row_others_impl<T, false, false>(x, n, m, E, G, g_dot_e, g_sum, next, warm);
 }
 
 template <class T>
-inline RowStats<T> row_stats(const T* x, int64_t n, const T* next = nullptr) {
+inline RowStats<T> row_stats(const T* x, int64_t n, const T* next = nullptr, T* warm = nullptr) {
   const T m = row_max(x, n);
-  return {m, row_others<T>(x, n, m, nullptr, nullptr, nullptr, nullptr, next)};
+  return {m, row_others<T>(x, n, m, nullptr, nullptr, nullptr, nullptr, next, warm)};
 }
 
 }  // namespace LO_TARGET

@@ -93,10 +93,10 @@ def normalize_axes(ndim: int, axis: Any, name: str = "axis") -> tuple[int, ...]:
 
 
 def check_out(out: Any, dtype: np.dtype, shape: tuple[int, ...], input: np.ndarray, may_be_input: bool,
-              others: Sequence[tuple[str, np.ndarray | None]]) -> np.ndarray | None:
-    """`out` if it can receive a gradient of `shape` and `dtype`: C-contiguous, writable, and
+              others: Sequence[tuple[str, np.ndarray | None]], input_name: str = "input") -> np.ndarray | None:
+    """`out` if it can receive a result of `shape` and `dtype`: C-contiguous, writable, and
     either the (prepared) input array itself (when `may_be_input`) or sharing no memory with it
-    or with any of the `others` (name, array) arguments."""
+    or with any of the `others` (name, array) arguments. `input_name` names the input in messages."""
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
@@ -104,7 +104,7 @@ def check_out(out: Any, dtype: np.dtype, shape: tuple[int, ...], input: np.ndarr
     if out.dtype != dtype:
         raise TypeError(f"out must have dtype {dtype} (the result's), got {out.dtype}")
     if out.shape != shape:
-        raise ValueError(f"out has shape {out.shape}, expected {shape} (the shape of input)")
+        raise ValueError(f"out has shape {out.shape}, expected {shape} (the shape of {input_name})")
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
     if not out.flags.writeable:
@@ -113,7 +113,7 @@ def check_out(out: Any, dtype: np.dtype, shape: tuple[int, ...], input: np.ndarr
         return out
     # Both are C-contiguous with the same shape and dtype: the same start is the same array.
     if np.may_share_memory(out, input) and not (may_be_input and out.ctypes.data == input.ctypes.data):
-        raise ValueError("out overlaps input without being input itself")
+        raise ValueError(f"out overlaps {input_name} without being {input_name} itself")
     for name, arr in others:
         if arr is not None and np.may_share_memory(out, arr):
             raise ValueError(f"out must not share memory with {name}")

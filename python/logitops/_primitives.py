@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._checks import contiguous, float_array, normalize_axes, result_dtype
+from ._checks import check_out, contiguous, float_array, normalize_axes, result_dtype
 from ._rows import RowLayout
 
 Axis = Any  # int | tuple[int, ...] | None
@@ -44,13 +44,28 @@ def logsumexp_backward(grad_output: Any, x: np.ndarray, axis: Axis = -1, keepdim
     return lay.from_rows(out, x.ndim)
 
 
-def _row_map(fn: Any, x: Any, axis: Axis) -> np.ndarray:
+def _checked_out(out: Any, x: np.ndarray) -> np.ndarray | None:
+    """`out` for a result like x: x's shape and dtype, C-contiguous, writable, x itself or apart."""
+    return check_out(out, x.dtype, x.shape, x, True, (), "x")
+
+
+def _row_map(fn: Any, x: Any, axis: Axis, out: Any) -> np.ndarray:
     x = float_array(x, "x")
+    if out is not None:
+        out = _checked_out(out, x)
     if axis == -1 and type(axis) is int and x.ndim and x.size and x.flags.c_contiguous:
-        # The common case: the rows are the array itself.
-        return fn(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        # The common case: the rows are the array itself (and out's, written in place).
+        cols = x.shape[-1]
+        if out is None:
+            return fn(x.reshape(-1, cols), None).reshape(x.shape)
+        fn(x.reshape(-1, cols), out.reshape(-1, cols))
+        return out
     lay = _layout(x, axis)
-    return lay.from_rows(fn(lay.to_rows(x, x.dtype)), x.ndim)
+    y = lay.from_rows(fn(lay.to_rows(x, x.dtype), None), x.ndim)
+    if out is None:
+        return y
+    np.copyto(out, y)  # other layouts go through a rows copy anyway
+    return out
 
 
 def _row_grad(fn: Any, grad_output: Any, x: Any, axis: Axis) -> np.ndarray:
@@ -73,14 +88,15 @@ def _grad_array(grad_output: Any, x_dtype: np.dtype) -> np.ndarray:
     return float_array(grad_output, "grad_output")
 
 
-def log_softmax(x: np.ndarray, axis: Axis = -1) -> np.ndarray:
-    """log(softmax(x)) over `axis` (F.log_softmax), exact at the row maximum."""
-    return _row_map(_core.log_softmax, x, axis)
+def log_softmax(x: np.ndarray, axis: Axis = -1, *, out: np.ndarray | None = None) -> np.ndarray:
+    """log(softmax(x)) over `axis` (F.log_softmax), exact at the row maximum. `out` receives the
+    result and may be x itself."""
+    return _row_map(_core.log_softmax, x, axis, out)
 
 
-def softmax(x: np.ndarray, axis: Axis = -1) -> np.ndarray:
-    """exp(x) / sum(exp(x)) over `axis` (F.softmax)."""
-    return _row_map(_core.softmax, x, axis)
+def softmax(x: np.ndarray, axis: Axis = -1, *, out: np.ndarray | None = None) -> np.ndarray:
+    """exp(x) / sum(exp(x)) over `axis` (F.softmax). `out` receives the result and may be x itself."""
+    return _row_map(_core.softmax, x, axis, out)
 
 
 def log_softmax_backward(grad_output: np.ndarray, x: np.ndarray, axis: Axis = -1) -> np.ndarray:
@@ -93,9 +109,11 @@ def softmax_backward(grad_output: np.ndarray, x: np.ndarray, axis: Axis = -1) ->
     return _row_grad(_core.softmax_backward, grad_output, x, axis)
 
 
-def _elementwise(fn: Any, x: Any) -> np.ndarray:
+def _elementwise(fn: Any, x: Any, out: Any) -> np.ndarray:
     x = float_array(x, "x")
-    return fn(contiguous(x, x.dtype))
+    if out is not None:
+        out = _checked_out(out, x)
+    return fn(contiguous(x, x.dtype), out)
 
 
 def _elementwise_grad(fn: Any, grad_output: Any, x: Any) -> np.ndarray:
@@ -107,14 +125,16 @@ def _elementwise_grad(fn: Any, grad_output: Any, x: Any) -> np.ndarray:
     return fn(contiguous(g, dt), contiguous(x, dt))
 
 
-def log_sigmoid(x: np.ndarray) -> np.ndarray:
-    """log(sigmoid(x)) = -softplus(-x) (F.logsigmoid), exact for large |x|."""
-    return _elementwise(_core.log_sigmoid, x)
+def log_sigmoid(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """log(sigmoid(x)) = -softplus(-x) (F.logsigmoid), exact for large |x|. `out` receives the
+    result and may be x itself."""
+    return _elementwise(_core.log_sigmoid, x, out)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)) (torch.sigmoid), without overflow."""
-    return _elementwise(_core.sigmoid, x)
+def sigmoid(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """1 / (1 + exp(-x)) (torch.sigmoid), without overflow. `out` receives the result and may be x
+    itself."""
+    return _elementwise(_core.sigmoid, x, out)
 
 
 def log_sigmoid_backward(grad_output: np.ndarray, x: np.ndarray) -> np.ndarray:
