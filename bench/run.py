@@ -227,6 +227,16 @@ def make_case(name: str, shape: tuple[int, ...], dtype: type = np.float32) -> Ca
         return case(lambda: lo.log_sigmoid(x), lambda: F.logsigmoid(tx), lambda: -np.logaddexp(0, -x), n, n)
     if name == "sigmoid":
         return case(lambda: lo.sigmoid(x), lambda: torch.sigmoid(tx), lambda: 1 / (1 + np.exp(-x)), n, n)
+    if name.endswith(", out="):  # into a reused buffer, torch too (its out= variants)
+        o = np.empty_like(x)
+        to = _t(o) if torch else None
+        axis_kw: dict = {"axis": -1} if len(shape) == 2 else {}
+        ours_fn = getattr(lo, name[: -len(", out=")])
+        tfn = {"log_softmax, out=": lambda: torch.log_softmax(tx, -1, out=to),
+               "softmax, out=": lambda: torch.softmax(tx, -1, out=to),
+               "log_sigmoid, out=": lambda: F.logsigmoid(tx, out=to),
+               "sigmoid, out=": lambda: torch.sigmoid(tx, out=to)}[name]
+        return case(lambda: ours_fn(x, **axis_kw, out=o), tfn, None, n, n)
 
     if name.startswith("bce"):
         t = (rng.random(shape) < 0.5).astype(dtype)
@@ -272,8 +282,12 @@ def case_list(quick: bool) -> tuple[list[tuple[str, tuple[int, ...], type]], lis
         main += [("logsumexp", (r, c), f32), ("log_softmax", (r, c), f32), ("softmax", (r, c), f32)]
         if r * c >= BIG:
             main.append(("log_softmax backward", (r, c), f32))
+        if r * c >= 10 * BIG:
+            main += [("log_softmax, out=", (r, c), f32), ("softmax, out=", (r, c), f32)]
     for n in [1000, 1_000_000] if quick else [1000, 100_000, 10_000_000]:
         main += [("log_sigmoid", (n,), f32), ("sigmoid", (n,), f32)]
+        if n >= 10 * BIG:
+            main += [("log_sigmoid, out=", (n,), f32), ("sigmoid, out=", (n,), f32)]
     main.append(("logsumexp", (4096, 1000), f64))
     if hasattr(lo, "binary_cross_entropy_with_logits_value_and_grad"):
         for n in [1_000_000] if quick else [1000, 100_000, 10_000_000]:
