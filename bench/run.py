@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""logitops vs torch (CPU) vs NumPy, measured side by side in one process.
+"""logitops vs torch (CPU) vs NumPy (and jax/optax when installed), measured side by side in one
+process.
 
 Every case times each implementation interleaved (round-robin, after a warm-up), reports the
 median and the speed-up over torch at the same thread count, and relates our time to the memory
@@ -38,6 +39,18 @@ try:
 except ImportError:  # the bench still runs, without the torch columns
     torch = None
     F = None
+
+# jax/optax, when installed: one more column, jit-compiled (the compilation is part of the warm-up)
+# and single-threaded (XLA's thread pool is fixed when jax starts, so it runs in the 1-thread rows).
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+try:
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    jax.config.update("jax_enable_x64", True)  # float64 rows stay float64 (float32 stays float32)
+except ImportError:
+    jax = jnp = optax = None
 
 HERE = Path(__file__).resolve().parent
 BIG = 1_000_000  # elements from which a case runs at 2 threads too and gets the memory column
@@ -119,6 +132,7 @@ class Case:
     bytes_out: int  # bytes it must write
     ours_fresh: Callable[[], object] | None = None  # value+grad: the call without out= (a new gradient)
     out: np.ndarray | None = None  # value+grad: the gradient buffer `ours` writes into
+    jax: Callable[[], object] | None = None  # the same computation in jax/optax, jit-compiled
 
     @property
     def size(self) -> str:
@@ -158,6 +172,40 @@ def _torch_fwd_bwd(fn: Callable, *args):
         return x.grad
 
     return run
+
+
+def _jax_case(name: str, x: np.ndarray, **arrays: np.ndarray) -> Callable[[], object] | None:
+    """`name` in jax/optax as its users write it, jit-compiled, on device copies of the arrays made
+    once here; None when jax is absent or has no counterpart. Each call waits for its result."""
+    if jax is None:
+        return None
+    jx = jax.device_put(x)
+    ja = {k: jax.device_put(v) for k, v in arrays.items()}
+    nn = jax.nn
+
+    def bce_probs(p, t):  # torch's clamp of the logs at -100, as a user would port it
+        return -(t * jnp.maximum(jnp.log(p), -100) + (1 - t) * jnp.maximum(jnp.log1p(-p), -100)).mean()
+
+    fns: dict[str, Callable] = {
+        "logsumexp": lambda a: jax.scipy.special.logsumexp(a, axis=-1),
+        "log_softmax": lambda a: nn.log_softmax(a, axis=-1),
+        "softmax": lambda a: nn.softmax(a, axis=-1),
+        "log_softmax backward": lambda a, g: jax.vjp(lambda v: nn.log_softmax(v, axis=-1), a)[1](g)[0],
+        "log_sigmoid": nn.log_sigmoid,
+        "sigmoid": nn.sigmoid,
+        "bce_with_logits forward": lambda a, t: optax.sigmoid_binary_cross_entropy(a, t).mean(),
+        "bce_with_logits value+grad": jax.value_and_grad(lambda a, t: optax.sigmoid_binary_cross_entropy(a, t).mean()),
+        "bce value+grad": jax.value_and_grad(bce_probs),
+        "cross_entropy forward": lambda a, y: optax.softmax_cross_entropy_with_integer_labels(a, y).mean(),
+        "cross_entropy value+grad": jax.value_and_grad(
+            lambda a, y: optax.softmax_cross_entropy_with_integer_labels(a, y).mean()),
+    }
+    fns["cross_entropy value+grad, new grad"] = fns["cross_entropy value+grad"]
+    if name not in fns:
+        return None
+    f = jax.jit(fns[name])
+    args = (jx, *ja.values())
+    return lambda: jax.block_until_ready(f(*args))
 
 
 def _torch_grad_with(fn, x: np.ndarray, g: np.ndarray):
@@ -209,24 +257,28 @@ def make_case(name: str, shape: tuple[int, ...], dtype: type = np.float32) -> Ca
     tx = _t(x) if torch else None
     use_out = n_el >= TINY
 
-    def case(ours, tfn, nfn, b_in, b_out, fresh=None, out=None) -> Case:
-        return Case(name, shape, dtype, ours, tfn if torch else None, nfn, b_in, b_out, fresh, out)
+    def case(ours, tfn, nfn, b_in, b_out, fresh=None, out=None, jfn=None) -> Case:
+        return Case(name, shape, dtype, ours, tfn if torch else None, nfn, b_in, b_out, fresh, out, jfn)
 
+    jfn = _jax_case(name, x) if name in ("logsumexp", "log_softmax", "softmax", "log_sigmoid", "sigmoid") else None
     if name == "logsumexp":
         return case(lambda: lo.logsumexp(x), lambda: torch.logsumexp(tx, -1), lambda: _np_logsumexp(x),
-                    n, n // shape[-1])
+                    n, n // shape[-1], jfn=jfn)
     if name == "log_softmax":
-        return case(lambda: lo.log_softmax(x), lambda: F.log_softmax(tx, -1), lambda: _np_log_softmax(x), n, n)
+        return case(lambda: lo.log_softmax(x), lambda: F.log_softmax(tx, -1), lambda: _np_log_softmax(x), n, n,
+                    jfn=jfn)
     if name == "softmax":
-        return case(lambda: lo.softmax(x), lambda: F.softmax(tx, -1), lambda: _np_softmax(x), n, n)
+        return case(lambda: lo.softmax(x), lambda: F.softmax(tx, -1), lambda: _np_softmax(x), n, n, jfn=jfn)
     if name == "log_softmax backward":
         g = rng.standard_normal(shape, dtype=dtype)
         return case(lambda: lo.log_softmax_backward(g, x),
-                    _torch_grad_with(F.log_softmax, x, g) if torch else None, None, 2 * n, n)
+                    _torch_grad_with(F.log_softmax, x, g) if torch else None, None, 2 * n, n,
+                    jfn=_jax_case(name, x, g=g))
     if name == "log_sigmoid":
-        return case(lambda: lo.log_sigmoid(x), lambda: F.logsigmoid(tx), lambda: -np.logaddexp(0, -x), n, n)
+        return case(lambda: lo.log_sigmoid(x), lambda: F.logsigmoid(tx), lambda: -np.logaddexp(0, -x), n, n,
+                    jfn=jfn)
     if name == "sigmoid":
-        return case(lambda: lo.sigmoid(x), lambda: torch.sigmoid(tx), lambda: 1 / (1 + np.exp(-x)), n, n)
+        return case(lambda: lo.sigmoid(x), lambda: torch.sigmoid(tx), lambda: 1 / (1 + np.exp(-x)), n, n, jfn=jfn)
     if name.endswith(", out="):  # into a reused buffer, torch too (its out= variants)
         o = np.empty_like(x)
         to = _t(o) if torch else None
@@ -244,32 +296,34 @@ def make_case(name: str, shape: tuple[int, ...], dtype: type = np.float32) -> Ca
         out = np.empty_like(x) if use_out else None
         if name == "bce_with_logits forward":
             return case(lambda: lo.binary_cross_entropy_with_logits(x, t),
-                        lambda: F.binary_cross_entropy_with_logits(tx, tt), lambda: _np_bce_logits(x, t), 2 * n, 0)
+                        lambda: F.binary_cross_entropy_with_logits(tx, tt), lambda: _np_bce_logits(x, t), 2 * n, 0,
+                        jfn=_jax_case(name, x, t=t))
         if name == "bce_with_logits value+grad":
             vg = lo.binary_cross_entropy_with_logits_value_and_grad
             return case(lambda: vg(x, t, out=out), _torch_fwd_bwd(F.binary_cross_entropy_with_logits, tx, tt)
-                        if torch else None, None, 2 * n, n, lambda: vg(x, t), out)
+                        if torch else None, None, 2 * n, n, lambda: vg(x, t), out, jfn=_jax_case(name, x, t=t))
         if name == "bce value+grad":
             p = (1 / (1 + np.exp(-x))).astype(dtype)
             tp = _t(p) if torch else None
             vg = lo.binary_cross_entropy_value_and_grad
             return case(lambda: vg(p, t, out=out), _torch_fwd_bwd(F.binary_cross_entropy, tp, tt)
-                        if torch else None, None, 2 * n, n, lambda: vg(p, t), out)
+                        if torch else None, None, 2 * n, n, lambda: vg(p, t), out, jfn=_jax_case(name, p, t=t))
 
     if name.startswith("cross_entropy"):
         y = rng.integers(0, shape[1], shape[0])
         ty = torch.from_numpy(y) if torch else None
         b_in = n + y.nbytes
+        jfn = _jax_case(name, x, y=y)
         if name == "cross_entropy forward":
             return case(lambda: lo.cross_entropy(x, y), lambda: F.cross_entropy(tx, ty),
-                        (lambda: _np_ce(x, y)) if n_el <= 10_000_000 else None, b_in, 0)
+                        (lambda: _np_ce(x, y)) if n_el <= 10_000_000 else None, b_in, 0, jfn=jfn)
         vg = lo.cross_entropy_value_and_grad
         torch_vg = _torch_fwd_bwd(F.cross_entropy, tx, ty) if torch else None
         if name == "cross_entropy value+grad":
             out = np.empty_like(x) if use_out else None
-            return case(lambda: vg(x, y, out=out), torch_vg, None, b_in, n, lambda: vg(x, y), out)
+            return case(lambda: vg(x, y, out=out), torch_vg, None, b_in, n, lambda: vg(x, y), out, jfn=jfn)
         if name == "cross_entropy value+grad, new grad":  # what out= saves: a fresh gradient each call
-            return case(lambda: vg(x, y), torch_vg, None, b_in, n)
+            return case(lambda: vg(x, y), torch_vg, None, b_in, n, jfn=jfn)
     raise ValueError(f"unknown case {name!r}")
 
 
@@ -351,8 +405,8 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
     target = 0.01 if quick else 0.02
     main_specs, tiny_specs = case_list(quick)
 
-    head = ("| function | size | dtype | threads | logitops | torch | numpy | vs torch | GB/s | × memory floor "
-            "| peak RSS MB (ours / torch) |")
+    head = ("| function | size | dtype | threads | logitops | torch | numpy | jax | vs torch | GB/s "
+            "| × memory floor | peak RSS MB (ours / torch) |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     print("\n".join(lines), flush=True)
     chart: list[tuple[str, float]] = []
@@ -367,18 +421,21 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
                 impls["torch"] = case.torch
             if case.numpy and threads == 1:
                 impls["numpy"] = case.numpy
+            if case.jax and threads == 1:
+                impls["jax"] = case.jax
             s = measure(impls, rounds, target, SETTLE_S if threads > 1 else 0.0)
             med = {k: statistics.median(v) for k, v in s.items()}
             ours = fmt_sample(s["ours"])
             tt = fmt_sample(s["torch"]) if "torch" in med else "—"
             nn = fmt_sample(s["numpy"]) if "numpy" in med else "—"
+            jj = fmt_sample(s["jax"]) if "jax" in med else "—"
             sp = f"{med['torch'] / med['ours']:.1f}×" if "torch" in med else "—"
             moved = case.bytes_in + case.bytes_out
             gbs = moved / med["ours"] / 1e9
             floor = case.bytes_in / read_bw + case.bytes_out / copy_bw
             xfloor = med["ours"] / floor
             lines.append(
-                f"| {case.name} | {case.size} | {dt} | {threads} | {ours} | {tt} | {nn} | {sp} | "
+                f"| {case.name} | {case.size} | {dt} | {threads} | {ours} | {tt} | {nn} | {jj} | {sp} | "
                 f"{gbs:.1f} | {xfloor:.1f} | {mem if threads == 1 else '—'} |"
             )
             print(lines[-1], flush=True)
@@ -405,6 +462,7 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
 
     info = (
         f"logitops {lo.__version__} ({lo.isa()}), torch {torch.__version__ if torch else 'absent'}, "
+        f"jax {jax.__version__ + ' / optax ' + optax.__version__ if jax else 'absent'}, "
         f"numpy {np.__version__}, Python {platform.python_version()}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs; memory floor measured in the same run: read {read_bw / 1e9:.1f} GB/s, "
         f"copy {copy_bw / 1e9:.1f} GB/s; {'quick subset, ' if quick else ''}"
@@ -415,7 +473,8 @@ def run(quick: bool, with_memory: bool, output: Path | None) -> str:
         f"threads a {SETTLE_S * 1000:.0f} ms pause follows each sample, so that torch's spinning OpenMP "
         "workers do not take the second core from the next library. "
         "*torch* is the same computation as torch users run it: the forward call, or forward + backward "
-        "through autograd for gradient rows. *value+grad* is logitops' fused `*_value_and_grad`, writing "
+        "through autograd for gradient rows; *jax*: jax/optax jit-compiled (`jax.value_and_grad` for "
+        "gradient rows), 1 thread only, when installed. *value+grad* is logitops' fused `*_value_and_grad`, writing "
         "into a reused `out=` buffer (*new grad*: without `out=`, a fresh gradient each call). "
         "*vs torch* = torch time / logitops time at the same thread count. *× memory floor* = our time / "
         "the time to read the inputs and write the outputs once at the measured bandwidth. "
