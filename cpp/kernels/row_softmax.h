@@ -154,14 +154,15 @@ inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, doub
   };
   auto full_load = [](const T* p, T) { return S::load(p); };
   auto full_store = [](T* p, V v) { S::store(p, v); };
-  constexpr int64_t B = 4 * W;            // elements a block: four vectors summed in T
+  constexpr int kVectors = 4;               // vectors a block, summed in T pairwise below
+  constexpr int64_t B = kVectors * W;        // elements a block
   constexpr int64_t line = 64 / sizeof(T);  // elements a cache line
   auto block = [&](int64_t i, bool holds_max) {
     for (int64_t p = 0; p < B; p += line) __builtin_prefetch(next + i + p, 0, 3);
     if (warm)
       for (int64_t p = 0; p < B; p += line) __builtin_prefetch(warm + i + p, 1, 3);
-    V e[4];
-    for (int k = 0; k < 4; ++k) {
+    V e[kVectors];
+    for (int k = 0; k < kVectors; ++k) {
       e[k] = exps(i + k * W, full_load, full_store);
       if (holds_max) e[k] = skip_max(e[k], i + k * W);
     }
