@@ -8,30 +8,35 @@
 namespace logitops {
 namespace {
 
+#define LO_ISA_NAME_(name, probe, ctx) #name,
+constexpr const char* kIsaNames[kIsaCount] = {LO_ISA_LIST(LO_ISA_NAME_, ~)};
+#undef LO_ISA_NAME_
+
+// The probe of an ISA this build did not compile is not compiled either: it may use builtins
+// of another architecture.
 bool cpu_supports(Isa isa) {
   switch (isa) {
-    case Isa::scalar:
-      return true;
-    case Isa::avx2:
-#if defined(LOGITOPS_HAVE_AVX2) && (defined(__GNUC__) || defined(__clang__))
-      __builtin_cpu_init();
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-      return false;
-#endif
+#define LO_ISA_CASE_(name, probe, ctx) \
+  case Isa::name:                      \
+    return LO_IF_ISA_COMPILED(name, (probe), false);
+    LO_ISA_LIST(LO_ISA_CASE_, ~)
+#undef LO_ISA_CASE_
   }
   return false;
 }
 
+std::string known_names() {
+  std::string out;
+  for (const char* name : kIsaNames) out += (out.empty() ? "" : ", ") + std::string(name);
+  return out;
+}
+
 Isa parse_isa(const std::string& name) {
-  for (Isa isa : {Isa::scalar, Isa::avx2}) {
-    if (name == isa_name(isa)) {
-      if (!cpu_supports(isa))
-        throw std::invalid_argument("LOGITOPS_ISA: '" + name + "' is not supported by this build or CPU");
-      return isa;
-    }
-  }
-  throw std::invalid_argument("LOGITOPS_ISA: unknown instruction set '" + name + "' (known: scalar, avx2)");
+  const std::optional<Isa> isa = isa_from_name(name);
+  if (!isa) throw std::invalid_argument("LOGITOPS_ISA: unknown instruction set '" + name + "' (known: " + known_names() + ")");
+  if (!cpu_supports(*isa))
+    throw std::invalid_argument("LOGITOPS_ISA: '" + name + "' is not supported by this build or CPU");
+  return *isa;
 }
 
 std::atomic<int> g_isa{-1};
@@ -40,19 +45,22 @@ std::once_flag g_isa_once;
 }  // namespace
 
 const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::scalar:
-      return "scalar";
-    case Isa::avx2:
-      return "avx2";
-  }
-  return "?";
+  const int i = static_cast<int>(isa);
+  return i >= 0 && i < kIsaCount ? kIsaNames[i] : "?";
 }
+
+std::optional<Isa> isa_from_name(const std::string& name) {
+  for (int i = 0; i < kIsaCount; ++i)
+    if (name == kIsaNames[i]) return static_cast<Isa>(i);
+  return std::nullopt;
+}
+
+bool isa_runnable(Isa isa) { return cpu_supports(isa); }
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::scalar, Isa::avx2})
-    if (cpu_supports(isa)) out.push_back(isa);
+  for (int i = 0; i < kIsaCount; ++i)
+    if (cpu_supports(static_cast<Isa>(i))) out.push_back(static_cast<Isa>(i));
   return out;
 }
 

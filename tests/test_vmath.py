@@ -1,5 +1,6 @@
 """The vector math contract of cpp/simd/vmath.h (vexp, vlog1p, vlog, vsoftplus), per ISA,
-through the probe `_core._vmath(fn, x, isa)`:
+through the probe `logitops._testing.vmath(fn, x, isa)` (a test-only module: built by dev.sh,
+or any build with the CMake option LOGITOPS_TESTING=ON; pip builds leave it out):
 
 - float32 over a dense sample of the whole float range (random bit patterns and uniform
   ranges, millions of points) against float64 NumPy, which is exact to far below a float32 ulp;
@@ -13,9 +14,10 @@ import mpmath
 import numpy as np
 import pytest
 
-from logitops import _core
-
 from _helpers import DTYPES, F32, F64, LONGDOUBLE_IS_EXTENDED, dtype_id, ulp_error, worst
+
+_testing = pytest.importorskip(
+    "logitops._testing", reason="logitops._testing not built (CMake option LOGITOPS_TESTING=ON; dev.sh sets it)")
 
 FUNCS = ("exp", "log1p", "log", "softplus")
 INF, NAN = np.inf, np.nan
@@ -36,7 +38,7 @@ BOUND = {
 
 def vm(fn: str, x: np.ndarray, isa: str) -> np.ndarray:
     before = x.copy()
-    y = _core._vmath(fn, x, isa)
+    y = _testing.vmath(fn, x, isa)
     assert y.dtype == x.dtype and y.shape == x.shape
     np.testing.assert_array_equal(x, before)
     return y
@@ -239,8 +241,14 @@ def test_log_of_subnormals(dtype, isa):
 
 def test_probe_rejects_unknowns(isa):
     with pytest.raises(ValueError, match="fn"):
-        _core._vmath("sin", np.ones(3), isa)
+        _testing.vmath("sin", np.ones(3), isa)
     with pytest.raises(ValueError, match="isa"):
-        _core._vmath("exp", np.ones(3), "avx512_bogus")
+        _testing.vmath("exp", np.ones(3), "avx512_bogus")
     with pytest.raises(TypeError):
-        _core._vmath("exp", np.ones(3, np.int32), isa)
+        _testing.vmath("exp", np.ones(3, np.int32), isa)
+
+
+def test_probe_is_not_in_the_product():
+    from logitops import _core
+
+    assert not [name for name in dir(_core) if "vmath" in name]

@@ -37,6 +37,8 @@
 
 #include <cstdint>
 
+#include "isa_list.h"
+
 namespace logitops {
 
 // A weight broadcast to the input without a copy: element i of the input uses
@@ -81,7 +83,6 @@ struct BinaryTable {
   BinaryKernels<double> f64;
 };
 
-namespace scalar { const BinaryTable& binary_table(); }
-namespace avx2 { const BinaryTable& binary_table(); }
+LO_DECLARE_TABLE(const BinaryTable&, binary_table)
 
 }  // namespace logitops

@@ -37,6 +37,8 @@
 
 #include <cstdint>
 
+#include "isa_list.h"
+
 namespace logitops {
 
 enum class CeOp : int { loss = 0, grad_input = 1, grad_target = 2, loss_and_grad = 3 };
@@ -88,7 +90,6 @@ struct CrossEntropyTable {
   CrossEntropyKernels<double> f64;
 };
 
-namespace scalar { const CrossEntropyTable& cross_entropy_table(); }
-namespace avx2 { const CrossEntropyTable& cross_entropy_table(); }
+LO_DECLARE_TABLE(const CrossEntropyTable&, cross_entropy_table)
 
 }  // namespace logitops

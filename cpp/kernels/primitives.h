@@ -25,6 +25,8 @@
 
 #include <cstdint>
 
+#include "isa_list.h"
+
 namespace logitops {
 
 template <class T>
@@ -46,7 +48,6 @@ struct PrimitiveTable {
   PrimitiveKernels<double> f64;
 };
 
-namespace scalar { const PrimitiveTable& primitive_table(); }
-namespace avx2 { const PrimitiveTable& primitive_table(); }
+LO_DECLARE_TABLE(const PrimitiveTable&, primitive_table)
 
 }  // namespace logitops

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "isa_list.h"
+
 namespace logitops {
 
 template <class T>
@@ -20,7 +22,6 @@ struct VmathTable {
   VmathKernels<double> f64;
 };
 
-namespace scalar { const VmathTable& vmath_table(); }
-namespace avx2 { const VmathTable& vmath_table(); }
+LO_DECLARE_TABLE(const VmathTable&, vmath_table)
 
 }  // namespace logitops

@@ -1,9 +1,11 @@
 // The vector layer: one small interface, Simd<T>, that every kernel is written against.
 //
 // Each kernel source is compiled once per instruction set with LO_TARGET set to that set's
-// name (scalar, avx2). Everything in this layer lives in namespace logitops::LO_TARGET, so the
-// AVX2 build of an inline helper can never be linked into the scalar path (which would crash
-// a CPU without AVX2 with SIGILL).
+// name (one of cpp/isa_list.h), and this header includes that set's implementation,
+// cpp/simd/vec_<LO_TARGET>.h. Everything in this layer lives in namespace logitops::LO_TARGET,
+// so the AVX2 build of an inline helper can never be linked into the scalar path (which would
+// crash a CPU without AVX2 with SIGILL): an inline function compiled with different flags
+// under the same name would be merged by the linker, picking either copy.
 //
 // Simd<T> (T = float or double) provides, as static members:
 //   V, M          register and mask types; V supports + - * / and unary - (GCC vector ops)
@@ -28,6 +30,8 @@
 #include <cmath>
 #include <limits>
 
+#include "isa_list.h"
+
 #ifndef LO_TARGET
 #error "LO_TARGET must name the instruction set this file is compiled for"
 #endif
@@ -37,20 +41,9 @@
 // kernel (measured: cross_entropy 2048x32000 35 -> 44 ms).
 #define LO_INLINE inline __attribute__((always_inline))
 
-#define LO_STR2(x) #x
-#define LO_STR(x) LO_STR2(x)
-
-// Compare against the bare token: scalar=1, avx2=2.
-#define LO_ISA_scalar 1
-#define LO_ISA_avx2 2
-#define LO_CAT2(a, b) a##b
-#define LO_CAT(a, b) LO_CAT2(a, b)
-#define LO_ISA_ID LO_CAT(LO_ISA_, LO_TARGET)
-
-#if LO_ISA_ID == LO_ISA_avx2
-#include "simd/vec_avx2.h"
-#elif LO_ISA_ID == LO_ISA_scalar
-#include "simd/vec_scalar.h"
-#else
-#error "unknown LO_TARGET"
+#if !LO_ISA_COMPILED(LO_TARGET)
+#error "LO_TARGET must be an ISA of cpp/isa_list.h that the build compiles (LOGITOPS_HAVE_<isa>=1)"
 #endif
+
+// cpp/simd/vec_<LO_TARGET>.h
+#include LO_STR(LO_CAT(simd/vec_, LO_TARGET).h)
