@@ -20,6 +20,7 @@ import logitops as lo
 from _helpers import (DTYPES, F32, F64, LONGDOUBLE_IS_EXTENDED, dtype_id, max_ulp, ref_log_sigmoid,
                       ref_log_softmax_rows, ref_logsumexp_rows, ref_sigmoid, ref_softmax_rows, to_numpy,
                       to_torch, ulp_error, worst)
+from _helpers import mp_to_longdouble
 
 ULP_F32 = 4.0
 ULP_F64 = 4.0
@@ -276,3 +277,92 @@ def test_sigmoids_against_mpmath(dtype):
     bound = ULP_F32 if np.dtype(dtype) == F32 else ULP_F64
     assert max_ulp(lo.sigmoid(x), sig) <= bound
     assert max_ulp(lo.log_sigmoid(x), lsig) <= bound
+
+
+# ----------------------------------------------------------------------------- subnormal results
+
+
+def subnormal_band(dtype, n):
+    """x > 0 from where exp(-x) drops below the smallest normal number to past where it rounds
+    to 0 (float32 ~87.3..103.97, float64 ~708.4..745.13), one unit wider either side, and
+    the exact exp(-x) there (float64 for float32, mpmath for float64)."""
+    fi = np.finfo(dtype)
+    lo = -np.log(np.float64(fi.smallest_normal)) - 1
+    hi = -np.log(np.float64(fi.smallest_subnormal)) + 1
+    x = np.linspace(lo, hi, n).astype(dtype)
+    if dtype == F32:
+        return x, np.exp(-x.astype(np.float64))
+    with mpmath.workprec(120):
+        return x, np.array([mpmath.exp(-mpmath.mpf(float(v))) for v in x], dtype=object)
+
+
+@pytest.fixture(scope="module")
+def subnormal_bands():
+    return {F32: subnormal_band(F32, 40_001), F64: subnormal_band(F64, 4_001)}
+
+
+def assert_tracks_subnormal(got, exact, x, dtype, what):
+    """Where the exact value is subnormal, got is within one subnormal spacing of it (a flush
+    to 0 misses by up to 2^mant spacings) with its sign; where it is normal, within 4 ulp; and
+    the band really produced subnormal results."""
+    fi = np.finfo(dtype)
+    assert max_ulp(got, exact) <= (ULP_F32 if dtype == F32 else ULP_F64), what + ": " + worst(got, exact, x)
+    work = np.float64 if dtype == F32 else np.longdouble
+    ex = exact.astype(work) if exact.dtype != object else mp_to_longdouble(exact)
+    sub = np.abs(ex) < work(fi.smallest_normal)
+    diff = np.where(sub, np.abs(got.astype(work) - ex), 0)
+    i = int(np.argmax(diff))
+    assert diff[i] <= work(fi.smallest_subnormal), f"{what}: at x={x[i]!r} got {got[i]!r}, exact {ex[i]!r}"
+    nonzero = np.abs(ex) >= work(fi.smallest_subnormal)
+    assert (np.signbit(got[nonzero]) == np.signbit(ex[nonzero])).all(), what
+    got_sub = (got != 0) & (np.abs(got) < fi.smallest_normal)
+    assert got_sub.sum() > len(x) // 2, f"{what}: only {got_sub.sum()} subnormal results"
+
+
+def mp_pieces(e):
+    """(log1p(e), e / (1 + e), e / (1 + e)^2) of exact values e = exp(-x)."""
+    if e.dtype != object:
+        return np.log1p(e), e / (1 + e), e / (1 + e) ** 2
+    with mpmath.workprec(120):
+        return tuple(np.array([f(v) for v in e], dtype=object)
+                     for f in (mpmath.log1p, lambda v: v / (1 + v), lambda v: v / (1 + v) ** 2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_sigmoids_keep_subnormal_results(dtype, subnormal_bands):
+    """Where the exact result is subnormal (float32 |x| ~ 87..104, float64 ~ 708..745), the
+    elementwise functions return it (as SciPy's log_expit / expit do), not -0 / 0:
+    log_sigmoid(x) = -log1p(exp(-x)), sigmoid(-x), their gradients."""
+    x, e = subnormal_bands[np.dtype(dtype)]
+    log1p_e, s, ds = mp_pieces(e)
+    g = np.ones_like(x)
+    assert_tracks_subnormal(lo.log_sigmoid(x), -log1p_e, x, dtype, "log_sigmoid(x)")
+    assert_tracks_subnormal(lo.sigmoid(-x), s, x, dtype, "sigmoid(-x)")
+    assert_tracks_subnormal(lo.log_sigmoid_backward(g, x), s, x, dtype, "log_sigmoid_backward(1, x)")
+    assert_tracks_subnormal(lo.sigmoid_backward(g, x), ds, x, dtype, "sigmoid_backward(1, x)")
+    assert_tracks_subnormal(lo.sigmoid_backward(g, -x), ds, x, dtype, "sigmoid_backward(1, -x)")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_row_functions_keep_subnormal_results(dtype, subnormal_bands):
+    """Rows [0, -x]: softmax[1] = e / (1 + e) and log_softmax[0] = -log1p(e), e = exp(-x)."""
+    x, e = subnormal_bands[np.dtype(dtype)]
+    log1p_e, s, _ = mp_pieces(e)
+    rows = np.stack([np.zeros_like(x), -x], axis=1)
+    assert_tracks_subnormal(lo.softmax(rows)[:, 1], s, x, dtype, "softmax([0, -x])[1]")
+    assert_tracks_subnormal(lo.log_softmax(rows)[:, 0], -log1p_e, x, dtype, "log_softmax([0, -x])[0]")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_bce_with_logits_keeps_subnormal_results(dtype, subnormal_bands):
+    """t = 0, logit -x: loss softplus(-x) = log1p(e) and gradient sigmoid(-x) = e / (1 + e);
+    t = 1, logit x: the same loss, gradient -sigmoid(-x)."""
+    x, e = subnormal_bands[np.dtype(dtype)]
+    log1p_e, s, _ = mp_pieces(e)
+    g = np.ones_like(x)
+    for logit, t, grad in ((-x, np.zeros_like(x), s), (x, np.ones_like(x), -s)):
+        name = f"bce_with_logits(t={int(t[0])})"
+        loss = lo.binary_cross_entropy_with_logits(logit, t, reduction="none")
+        assert_tracks_subnormal(loss, log1p_e, x, dtype, name)
+        d = lo.binary_cross_entropy_with_logits_backward(g, logit, t, reduction="none")
+        assert_tracks_subnormal(d, grad, x, dtype, name + " gradient")

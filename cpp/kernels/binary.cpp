@@ -84,19 +84,6 @@ inline VecOf<T> mul0(VecOf<T> c, VecOf<T> v) {
   return S::select(S::eq(c, S::zero()), S::min(S::zero(), S::abs(v)), c * v);
 }
 
-// exp(d) for d <= 0, subnormal results included: vexp_nonpos flushes results below the smallest
-// normal number, but a weight or pos_weight > 1 can lift such a term (exp(x) for t = 0 and
-// x < -87.3 in float32) back into the normal range. Below that, exp(d + 64) * exp(-64): d + 64
-// is exact there, and exp(-64) is a normal number in both dtypes.
-template <class T>
-inline VecOf<T> exp_nonpos_subnormal(VecOf<T> d) {
-  using S = Simd<T>;
-  const auto tiny = S::lt(d, S::set(MathConst<T>::exp_min_normal_arg));
-  if (!S::any(tiny)) return vexp_nonpos<T>(d);  // the common case: no lane that small
-  const VecOf<T> e = vexp_nonpos<T>(S::select(tiny, d + S::set(T(64)), d));
-  return S::select(tiny, e * S::set(static_cast<T>(1.603810890548637852976087e-28)), e);
-}
-
 // BCE with logits (formulas and derivation in binary.h). q is pos_weight (1 when absent).
 template <class T, bool HasPW>
 struct LogitLoss {
@@ -108,7 +95,10 @@ struct LogitLoss {
   static V c1_of(V t, V q) {  // the factor of sp(-x)
     if constexpr (HasPW) return q * t; else return t;
   }
-  static V e_of(V x) { return exp_nonpos_subnormal<T>(-S::abs(x)); }  // exp(-|x|)
+  // exp(-|x|), subnormal results included: there the loss term (log1p(e) = e, e.g. t = 0 and
+  // x < -87.3 in float32) and the gradient (sigmoid(-|x|) = e) are that subnormal, and a weight
+  // or pos_weight > 1 can lift it back into the normal range (with the subnormal's precision).
+  static V e_of(V x) { return vexp_nonpos_subnormal<T>(-S::abs(x)); }
 
   // (1 - t) sp(x) + q t sp(-x) given L = log1p(exp(-|x|)); every term >= 0 for t in [0, 1], q >= 0.
   static V loss_from(V x, V t, V q, V L) {

@@ -9,8 +9,12 @@
 //             multiply-add: there vexp is <= 1.5 ulp (measured 1.19 float, 1.11 double).
 //   vlog1p(x) <= 2 ulp for x > -1; log1p(-1) = -inf, x < -1 -> NaN, +inf -> +inf,
 //             NaN -> NaN, signed zeros and tiny x returned exactly.
-//   vsoftplus(z) = log(1 + exp(z)) <= 2 ulp where the result is normal; vlog1p_unit(e) is
-//             log1p for e in [0, 1] only (no special values but NaN).
+//   vexp_nonpos_subnormal(d)  as vexp_nonpos where exp(d) is normal (bit for bit), and a
+//             subnormal result within one subnormal spacing (rounded once) below; 0 below
+//             half the smallest subnormal.
+//   vsoftplus(z) = log(1 + exp(z)) <= 2 ulp where the result is normal, within one subnormal
+//             spacing where it is subnormal; vlog1p_unit(e) is log1p for e in [0, 1] only (no
+//             special values but NaN).
 //   vlog(x)   <= 2 ulp for positive normal and subnormal x; log(0) = -inf, x < 0 -> NaN,
 //             +inf -> +inf, NaN -> NaN.
 //
@@ -142,6 +146,28 @@ LO_INLINE typename Simd<T>::V vexp_nonpos(typename Simd<T>::V d) {
   return S::select(S::lt(d, lo), S::zero(), exp_small_poly<T>(r) * S::low_bits_to_exponent(t));
 }
 
+// exp(d) for d <= 0 (or NaN) with subnormal results: where exp(d) is normal, vexp_nonpos's
+// result bit for bit; below, rounded once to the subnormal (0 from half the smallest subnormal
+// down, -inf included). For the elementwise functions whose result is exp(d) itself there
+// (softplus(z) for z < -87.3 in float32, sigmoid(-|x|), sigmoid'(x)). No dearer than
+// vexp_nonpos: the magic number carries bias + kShift, so 2^(n + kShift) is normal for every n
+// down to the underflow threshold, and the one multiply by 2^-kShift (exact for normal
+// results) replaces vexp_nonpos's compare and select.
+template <class T>
+LO_INLINE typename Simd<T>::V vexp_nonpos_subnormal(typename Simd<T>::V d) {
+  using S = Simd<T>;
+  using C = MathConst<T>;
+  using V = typename S::V;
+  constexpr int kShift = 64;  // n >= -150 (float) / -1076 (double) below: n + bias + kShift >= 1
+  const V magic = S::set(T(1.5) / std::numeric_limits<T>::epsilon() + T(C::bias + kShift));
+  const V dc = S::max(S::set(C::exp_lo), d);  // NaN d survives (max returns its second operand)
+  const V t = S::fma(dc, S::set(C::log2e), magic);
+  const V n = t - magic;
+  V r = S::fma(n, S::set(-C::ln2_hi), dc);
+  r = S::fma(n, S::set(-C::ln2_lo), r);
+  return (exp_small_poly<T>(r) * S::low_bits_to_exponent(t)) * S::set(std::ldexp(T(1), -kShift));
+}
+
 // log(1 + f) + k*ln2 + c for f = m - 1, m in [sqrt(1/2), sqrt(2)), given s = f / (2 + f);
 // shared by log, log1p and log1p_unit. An error of a few ulp in s moves the result by a
 // small fraction of an ulp: s only enters the correction s*(hfsq + R), about f^3/4.
@@ -244,11 +270,12 @@ LO_INLINE typename Simd<T>::V vlog1p_unit(typename Simd<T>::V e) {
 }
 
 // softplus(z) = log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)): never overflows, and exact
-// (to rounding) for very negative z where it equals exp(z). NaN -> NaN; +-inf -> inf, 0.
+// (to rounding) for very negative z where it equals exp(z), subnormal results included
+// (log1p_unit(e) = e exactly for tiny e). NaN -> NaN; +-inf -> inf, 0.
 template <class T>
 LO_INLINE typename Simd<T>::V vsoftplus(typename Simd<T>::V z) {
   using S = Simd<T>;
-  return S::max(S::zero(), z) + vlog1p_unit<T>(vexp_nonpos<T>(-S::abs(z)));
+  return S::max(S::zero(), z) + vlog1p_unit<T>(vexp_nonpos_subnormal<T>(-S::abs(z)));
 }
 
 // sigmoid(x) and sigmoid(-x) from e = exp(-|x|): r = 1/(1+e) is sigmoid(|x|) and e*r is
