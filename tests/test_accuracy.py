@@ -19,8 +19,7 @@ import logitops as lo
 
 from _helpers import (DTYPES, F32, F64, LONGDOUBLE_IS_EXTENDED, dtype_id, max_ulp, ref_log_sigmoid,
                       ref_log_softmax_rows, ref_logsumexp_rows, ref_sigmoid, ref_softmax_rows, to_numpy,
-                      to_torch, ulp_error, worst)
-from _helpers import mp_to_longdouble
+                      to_torch, ulp_error, worst, mp_to_longdouble)
 
 ULP_F32 = 4.0
 ULP_F64 = 4.0
