@@ -1,5 +1,6 @@
 // Bindings of the primitive kernels. Row functions take a C-contiguous (rows, cols) array
 // (the Python layer moves the reduced axes last); elementwise ones any C-contiguous array.
+// Shapes, dtypes and sizes are checked here as far as the kernels rely on them.
 #include "bind/common.h"
 #include "kernels/primitives.h"
 
@@ -18,7 +19,7 @@ int64_t row_grain(int64_t cols) { return grain_for(cols + 16, 1 << 18); }
 py::array logsumexp(const py::array& x) {
   return by_float_dtype(x, "x", [&](auto tag) -> py::array {
     using T = decltype(tag);
-    const T* xp = cdata<T>(x, "x");
+    const T* xp = rows_data<T>(x, "x");
     const int64_t rows = dim(x, 0), cols = dim(x, 1);
     auto out = new_array<T>({x.shape(0)});
     T* op = out.mutable_data();
@@ -49,7 +50,7 @@ template <template <class> class Sel>
 py::array row_map(const py::array& x, const py::object& out_arg) {
   return by_float_dtype(x, "x", [&](auto tag) -> py::array {
     using T = decltype(tag);
-    const T* xp = cdata<T>(x, "x");
+    const T* xp = rows_data<T>(x, "x");
     const int64_t rows = dim(x, 0), cols = dim(x, 1);
     py::array out = result_array<T>(out_arg, x);
     T* op = static_cast<T*>(out.mutable_data());
@@ -65,7 +66,7 @@ template <template <class> class Sel>
 py::array row_grad(const py::array& grad, const py::array& x) {
   return by_float_dtype(x, "x", [&](auto tag) -> py::array {
     using T = decltype(tag);
-    const T* xp = cdata<T>(x, "x");
+    const T* xp = rows_data<T>(x, "x");
     const T* gp = cdata<T>(grad, "grad_output");
     const int64_t rows = dim(x, 0), cols = dim(x, 1);
     const int64_t grad_cols = Sel<T>::per_row_grad ? 1 : cols;

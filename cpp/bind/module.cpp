@@ -60,6 +60,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
   m.def("_vmath", &vmath_probe, py::arg("fn"), py::arg("x"), py::arg("isa"));
+  register_loss_words(m);
   register_primitives(m);
   register_binary(m);
   register_cross_entropy(m);

@@ -53,7 +53,7 @@ def _row_map(fn: Any, x: Any, axis: Axis, out: Any) -> np.ndarray:
     x = float_array(x, "x")
     if out is not None:
         out = _checked_out(out, x)
-    if axis == -1 and type(axis) is int and x.ndim and x.size and x.flags.c_contiguous:
+    if axis == -1 and type(axis) is int and x.ndim and x.size and x.flags.c_contiguous and x.flags.aligned:
         # The common case: the rows are the array itself (and out's, written in place).
         cols = x.shape[-1]
         if out is None:
