@@ -41,11 +41,13 @@ bool overlaps(const void* a, const void* b, int64_t bytes) {
 // the outputs are then meaningless and the Python layer raises), the per-element losses
 // (reduction "none") or None, and the gradient (`out` when given) or None.
 template <bool Logits>
-py::tuple run(LossOp op, Reduction reduction, const py::array& input, const py::array& target,
+py::tuple run(int op_code, int reduction_code, const py::array& input, const py::array& target,
               const py::object& weight, int64_t weight_period, int64_t weight_block, const py::object& pos_weight,
               int64_t pos_period, int64_t pos_block, const py::object& grad_output, double grad_value,
               const py::object& out) {
   if (!Logits && !pos_weight.is_none()) throw py::value_error("pos_weight: not taken by binary_cross_entropy");
+  const LossOp op = loss_op(op_code);
+  const Reduction reduction = reduction_of(reduction_code);
   return by_float_dtype(input, "input", [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     const std::vector<py::ssize_t> shape(input.shape(), input.shape() + input.ndim());

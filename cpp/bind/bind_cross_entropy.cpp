@@ -33,10 +33,12 @@ constexpr int64_t kCheckGrain = 65536;  // targets per chunk of the check
 //   losses    a flat per-sample array for reduction "none", else None;
 //   gradient  shaped like input (`out` when given), or None for the loss op.
 template <bool Nll>
-py::tuple run(LossOp op, Reduction reduction, const py::array& input, const py::object& target,
+py::tuple run(int op_code, int reduction_code, const py::array& input, const py::object& target,
               const py::object& probs, const py::object& weight, int64_t outer, int64_t classes, int64_t inner,
               int64_t ignore_index, double label_smoothing, const py::object& grad_output, double grad_value,
               const py::object& out) {
+  const LossOp op = loss_op(op_code);
+  const Reduction reduction = reduction_of(reduction_code);
   return by_float_dtype(input, "input", [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     int64_t samples = 0, n = 0;

@@ -80,6 +80,18 @@ py::array_t<T> new_array(const std::vector<py::ssize_t>& shape) {
 
 inline int64_t dim(const py::array& a, int i) { return static_cast<int64_t>(a.shape(i)); }
 
+// A LossOp or Reduction from its code. The bindings take the codes as plain ints (an IntEnum
+// argument costs a few hundred ns a call to convert); the Python layer passes the members of
+// the exported enums below, so neither side writes the numbers down.
+inline LossOp loss_op(int code) {
+  if (code < 0 || code > static_cast<int>(LossOp::loss_and_grad)) throw py::value_error("op: unknown LossOp code");
+  return static_cast<LossOp>(code);
+}
+inline Reduction reduction_of(int code) {
+  if (code < 0 || code > static_cast<int>(Reduction::sum)) throw py::value_error("reduction: unknown Reduction code");
+  return static_cast<Reduction>(code);
+}
+
 // LossOp, Reduction: the loss families' shared words, as Python IntEnums.
 inline void register_loss_words(py::module_& m) {
   py::native_enum<LossOp>(m, "LossOp", "enum.IntEnum")

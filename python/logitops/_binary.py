@@ -34,6 +34,10 @@ import numpy as np
 from . import _core
 from ._checks import (
     FLOAT_DTYPES,
+    OP_GRAD_INPUT,
+    OP_GRAD_TARGET,
+    OP_LOSS,
+    OP_LOSS_AND_GRAD,
     REDUCTION_CODES,
     check_out,
     check_reduction,
@@ -53,8 +57,7 @@ __all__ = [
     "binary_cross_entropy_with_logits_value_and_grad",
 ]
 
-_Op = _core.LossOp
-_BAD_INPUT, _BAD_TARGET = _core.BinaryStatus.bad_input, _core.BinaryStatus.bad_target
+_BAD_INPUT, _BAD_TARGET = int(_core.BinaryStatus.bad_input), int(_core.BinaryStatus.bad_target)
 
 
 class _Weight(NamedTuple):
@@ -132,11 +135,11 @@ def _prepare(input: Any, target: Any, weight: Any, pos_weight: Any = None) -> _A
                  _broadcast_layout(pos_weight, "pos_weight", shape, dt), dt, shape, input.size)
 
 
-def _check_wrt(wrt: Any) -> _core.LossOp:
+def _check_wrt(wrt: Any) -> int:
     if wrt == "input":
-        return _Op.grad_input
+        return OP_GRAD_INPUT
     if wrt == "target":
-        return _Op.grad_target
+        return OP_GRAD_TARGET
     raise ValueError(f"wrt must be 'input' or 'target', got {wrt!r}")
 
 
@@ -174,7 +177,7 @@ def _with_dtype(a: _Args, dt: np.dtype) -> _Args:
     )
 
 
-def _call(kernel: Any, op: _core.LossOp, a: _Args, reduction: str, grad_output: np.ndarray | None = None,
+def _call(kernel: Any, op: int, a: _Args, reduction: str, grad_output: np.ndarray | None = None,
           grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, Any]:
     """(loss: reduced per `reduction`, or None for a gradient op; gradient or None)."""
     total, divisor, status, losses, grad = kernel(
@@ -186,13 +189,15 @@ def _call(kernel: Any, op: _core.LossOp, a: _Args, reduction: str, grad_output: 
         raise ValueError("input: all elements should be probabilities between 0 and 1 (and not NaN)")
     if status & _BAD_TARGET:
         raise ValueError("target: all elements should be between 0 and 1 (and not NaN)")
-    if op == _Op.grad_input or op == _Op.grad_target:
+    if op == OP_GRAD_INPUT or op == OP_GRAD_TARGET:
         return None, grad
-    return (losses if reduction == "none" else reduce_loss(total, divisor, reduction, a.dtype)), grad
+    if reduction == "none":
+        return losses, grad
+    return reduce_loss(total, divisor, reduction, a.dtype), grad
 
 
 def _forward(kernel: Any, a: _Args, reduction: str) -> Any:
-    return _call(kernel, _Op.loss, a, reduction)[0]
+    return _call(kernel, OP_LOSS, a, reduction)[0]
 
 
 def _backward(kernel: Any, grad_output: Any, a: _Args, reduction: str, wrt: Any) -> np.ndarray:
@@ -205,7 +210,7 @@ def _value_and_grad(kernel: Any, a: _Args, reduction: str, out: Any) -> tuple[An
     if out is not None:  # (building check_out's arguments for nothing costs a quarter µs a call)
         out = check_out(out, a.dtype, a.shape, a.input, True,
                         (("target", a.target), ("weight", a.weight.data), ("pos_weight", a.pos_weight.data)))
-    return _call(kernel, _Op.loss_and_grad, a, reduction, out=out)
+    return _call(kernel, OP_LOSS_AND_GRAD, a, reduction, out=out)
 
 
 # ----------------------------------------------------------------------------- probabilities

@@ -36,6 +36,10 @@ import numpy as np
 from . import _core
 from ._checks import (
     FLOAT_DTYPES,
+    OP_GRAD_INPUT,
+    OP_GRAD_TARGET,
+    OP_LOSS,
+    OP_LOSS_AND_GRAD,
     REDUCTION_CODES,
     check_out,
     check_reduction,
@@ -55,7 +59,6 @@ __all__ = [
     "nll_loss_value_and_grad",
 ]
 
-_Op = _core.LossOp
 _REDUCTION = REDUCTION_CODES
 _I64 = np.dtype(np.int64)
 _U64 = np.dtype(np.uint64)
@@ -210,7 +213,7 @@ def _check_label_smoothing(label_smoothing: Any) -> float:
     return ls
 
 
-def _run(kernel: Any, op: _core.LossOp, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
+def _run(kernel: Any, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
          grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, Any]:
     """(loss: reduced per `reduction`, or None for a gradient op; gradient or None)."""
     total, divisor, bad, losses, grad = kernel(op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight,
@@ -220,7 +223,7 @@ def _run(kernel: Any, op: _core.LossOp, p: _Prepared, ignore_index: int, label_s
         assert p.target is not None
         raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
     loss = None
-    if op == _Op.loss or op == _Op.loss_and_grad:
+    if op == OP_LOSS or op == OP_LOSS_AND_GRAD:
         loss = losses.reshape(p.sample_shape) if reduction == "none" else reduce_loss(total, divisor, reduction, p.dtype)
     if grad is not None and p.channels_last:
         grad = np.moveaxis(grad, -1, 1)
@@ -262,7 +265,7 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | No
         check_reduction(reduction)
     ls = label_smoothing if label_smoothing.__class__ is float and 0.0 <= label_smoothing <= 1.0 else _check_label_smoothing(label_smoothing)
     p = _prepare(input, target, weight, ignore_index, False)
-    return _run(_core.cross_entropy, _Op.loss, p, int(ignore_index), ls, reduction)[0]
+    return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction)[0]
 
 
 def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
@@ -279,7 +282,7 @@ def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarr
     if wrt == "target" and p.probs is None:
         raise ValueError("wrt='target' needs probability targets (class indices have no gradient)")
     g, gv = _grad_output(grad_output, p, reduction)
-    op = _Op.grad_input if wrt == "input" else _Op.grad_target
+    op = OP_GRAD_INPUT if wrt == "input" else OP_GRAD_TARGET
     return _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv)[1]
 
 
@@ -295,7 +298,7 @@ def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: 
     p = _prepare(input, target, weight, ignore_index, False, rows_ok=out is None)
     out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
                     (("target", p.target), ("target", p.probs), ("weight", p.weight)))
-    return _run(_core.cross_entropy, _Op.loss_and_grad, p, int(ignore_index), ls, reduction, out=out)
+    return _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
 
 
 # ----------------------------------------------------------------------------- nll_loss
@@ -307,7 +310,7 @@ def nll_loss(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = 
     if reduction.__class__ is not str or reduction not in _REDUCTION:
         check_reduction(reduction)
     p = _prepare(input, target, weight, ignore_index, True)
-    return _run(_core.nll_loss, _Op.loss, p, int(ignore_index), 0.0, reduction)[0]
+    return _run(_core.nll_loss, OP_LOSS, p, int(ignore_index), 0.0, reduction)[0]
 
 
 def nll_loss_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
@@ -316,7 +319,7 @@ def nll_loss_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, w
     reduction = check_reduction(reduction)
     p = _prepare(input, target, weight, ignore_index, True, _grad_dtype(grad_output, reduction))
     g, gv = _grad_output(grad_output, p, reduction)
-    return _run(_core.nll_loss, _Op.grad_input, p, int(ignore_index), 0.0, reduction, g, gv)[1]
+    return _run(_core.nll_loss, OP_GRAD_INPUT, p, int(ignore_index), 0.0, reduction, g, gv)[1]
 
 
 def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
@@ -328,4 +331,4 @@ def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.nd
     p = _prepare(input, target, weight, ignore_index, True, rows_ok=out is None)
     out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
                     (("target", p.target), ("target", p.probs), ("weight", p.weight)))
-    return _run(_core.nll_loss, _Op.loss_and_grad, p, int(ignore_index), 0.0, reduction, out=out)
+    return _run(_core.nll_loss, OP_LOSS_AND_GRAD, p, int(ignore_index), 0.0, reduction, out=out)
