@@ -34,6 +34,7 @@ import numpy as np
 from . import _core
 from ._checks import (
     FLOAT_DTYPES,
+    LossKernel,
     OP_GRAD_INPUT,
     OP_GRAD_TARGET,
     OP_LOSS,
@@ -177,8 +178,8 @@ def _with_dtype(a: _Args, dt: np.dtype) -> _Args:
     )
 
 
-def _call(kernel: Any, op: int, a: _Args, reduction: str, grad_output: np.ndarray | None = None,
-          grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, Any]:
+def _call(kernel: LossKernel, op: int, a: _Args, reduction: str, grad_output: np.ndarray | None = None,
+          grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, np.ndarray | None]:
     """(loss: reduced per `reduction`, or None for a gradient op; gradient or None)."""
     total, divisor, status, losses, grad = kernel(
         op, REDUCTION_CODES[reduction], a.input, a.target, a.weight.data, a.weight.period, a.weight.block,
@@ -196,21 +197,25 @@ def _call(kernel: Any, op: int, a: _Args, reduction: str, grad_output: np.ndarra
     return reduce_loss(total, divisor, reduction, a.dtype), grad
 
 
-def _forward(kernel: Any, a: _Args, reduction: str) -> Any:
+def _forward(kernel: LossKernel, a: _Args, reduction: str) -> Any:
     return _call(kernel, OP_LOSS, a, reduction)[0]
 
 
-def _backward(kernel: Any, grad_output: Any, a: _Args, reduction: str, wrt: Any) -> np.ndarray:
+def _backward(kernel: LossKernel, grad_output: Any, a: _Args, reduction: str, wrt: Any) -> np.ndarray:
     op = _check_wrt(wrt)
     g, gv, dt = _grad_output(grad_output, a, reduction)
-    return _call(kernel, op, _with_dtype(a, dt), reduction, g, gv)[1]
+    grad = _call(kernel, op, _with_dtype(a, dt), reduction, g, gv)[1]
+    assert grad is not None  # a gradient op returns one
+    return grad
 
 
-def _value_and_grad(kernel: Any, a: _Args, reduction: str, out: Any) -> tuple[Any, np.ndarray]:
+def _value_and_grad(kernel: LossKernel, a: _Args, reduction: str, out: Any) -> tuple[Any, np.ndarray]:
     if out is not None:  # (building check_out's arguments for nothing costs a quarter µs a call)
         out = check_out(out, a.dtype, a.shape, a.input, True,
                         (("target", a.target), ("weight", a.weight.data), ("pos_weight", a.pos_weight.data)))
-    return _call(kernel, OP_LOSS_AND_GRAD, a, reduction, out=out)
+    loss, grad = _call(kernel, OP_LOSS_AND_GRAD, a, reduction, out=out)
+    assert grad is not None  # the fused op returns one
+    return loss, grad
 
 
 # ----------------------------------------------------------------------------- probabilities

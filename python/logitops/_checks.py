@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -16,6 +16,9 @@ AxisError: type[Exception] = getattr(getattr(np, "exceptions", np), "AxisError")
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 FLOAT_DTYPES = (_F32, _F64)
 REDUCTIONS = ("mean", "sum", "none")
+# A loss binding of _core: (loss_sum, divisor, status, losses or None, gradient or None).
+LossKernel = Callable[..., "tuple[float, float, int, np.ndarray | None, np.ndarray | None]"]
+
 # The bindings' codes, read once from the enums _core exports (plain ints: an enum member costs
 # ~0.1 µs per attribute access or comparison, and the small calls are a few µs in all).
 REDUCTION_CODES = {name: int(_core.Reduction[name]) for name in REDUCTIONS}

@@ -36,6 +36,7 @@ import numpy as np
 from . import _core
 from ._checks import (
     FLOAT_DTYPES,
+    LossKernel,
     OP_GRAD_INPUT,
     OP_GRAD_TARGET,
     OP_LOSS,
@@ -213,8 +214,8 @@ def _check_label_smoothing(label_smoothing: Any) -> float:
     return ls
 
 
-def _run(kernel: Any, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
-         grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, Any]:
+def _run(kernel: LossKernel, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
+         grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, np.ndarray | None]:
     """(loss: reduced per `reduction`, or None for a gradient op; gradient or None)."""
     total, divisor, bad, losses, grad = kernel(op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight,
                                                p.outer, p.classes, p.inner, ignore_index, label_smoothing,
@@ -224,7 +225,11 @@ def _run(kernel: Any, op: int, p: _Prepared, ignore_index: int, label_smoothing:
         raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
     loss = None
     if op == OP_LOSS or op == OP_LOSS_AND_GRAD:
-        loss = losses.reshape(p.sample_shape) if reduction == "none" else reduce_loss(total, divisor, reduction, p.dtype)
+        if reduction == "none":
+            assert losses is not None  # stored for "none"
+            loss = losses.reshape(p.sample_shape)
+        else:
+            loss = reduce_loss(total, divisor, reduction, p.dtype)
     if grad is not None and p.channels_last:
         grad = np.moveaxis(grad, -1, 1)
     return loss, grad
@@ -283,7 +288,9 @@ def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarr
         raise ValueError("wrt='target' needs probability targets (class indices have no gradient)")
     g, gv = _grad_output(grad_output, p, reduction)
     op = OP_GRAD_INPUT if wrt == "input" else OP_GRAD_TARGET
-    return _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv)[1]
+    grad = _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv)[1]
+    assert grad is not None  # a gradient op returns one
+    return grad
 
 
 def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
@@ -298,7 +305,9 @@ def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: 
     p = _prepare(input, target, weight, ignore_index, False, rows_ok=out is None)
     out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
                     (("target", p.target), ("target", p.probs), ("weight", p.weight)))
-    return _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
+    loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
+    assert grad is not None  # the fused op returns one
+    return loss, grad
 
 
 # ----------------------------------------------------------------------------- nll_loss
@@ -319,7 +328,9 @@ def nll_loss_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, w
     reduction = check_reduction(reduction)
     p = _prepare(input, target, weight, ignore_index, True, _grad_dtype(grad_output, reduction))
     g, gv = _grad_output(grad_output, p, reduction)
-    return _run(_core.nll_loss, OP_GRAD_INPUT, p, int(ignore_index), 0.0, reduction, g, gv)[1]
+    grad = _run(_core.nll_loss, OP_GRAD_INPUT, p, int(ignore_index), 0.0, reduction, g, gv)[1]
+    assert grad is not None  # a gradient op returns one
+    return grad
 
 
 def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
@@ -331,4 +342,6 @@ def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.nd
     p = _prepare(input, target, weight, ignore_index, True, rows_ok=out is None)
     out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
                     (("target", p.target), ("target", p.probs), ("weight", p.weight)))
-    return _run(_core.nll_loss, OP_LOSS_AND_GRAD, p, int(ignore_index), 0.0, reduction, out=out)
+    loss, grad = _run(_core.nll_loss, OP_LOSS_AND_GRAD, p, int(ignore_index), 0.0, reduction, out=out)
+    assert grad is not None  # the fused op returns one
+    return loss, grad
