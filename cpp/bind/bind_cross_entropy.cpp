@@ -91,7 +91,11 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
           }
         }, &divisor);
       }
-      if (bad.load() == kNone) {
+      if (bad.load() == kNone && n == 0) {
+        // No logits: nothing to compute, however many samples the shape counts (a zero-size
+        // (2**40, 0, 2**20) input has 2**60 of them; looping over them would never end).
+        if (a.loss_out) std::fill(a.loss_out, a.loss_out + samples, T(0));
+      } else if (bad.load() == kNone) {
         a.grad_scale = reduction == Reduction::mean ? grad_value / divisor : grad_value;
         const auto fn = Nll ? k.nll_loss : k.cross_entropy;
         parallel_reduce(units, grain_for(unit_work), 1, [&](int64_t b, int64_t e, double* partial) {

@@ -55,6 +55,7 @@ py::array row_map(const py::array& x, const py::object& out_arg) {
     py::array out = result_array<T>(out_arg, x);
     T* op = static_cast<T*>(out.mutable_data());
     const RowMap<T> f = Sel<T>::get(kernels<T>());
+    if (cols == 0) return out;  // nothing to compute, however many (empty) rows the shape counts
     py::gil_scoped_release nogil;
     parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) { f(xp + b * cols, e - b, cols, op + b * cols); });
     return out;
@@ -75,6 +76,7 @@ py::array row_grad(const py::array& grad, const py::array& x) {
     auto out = new_array<T>({x.shape(0), x.shape(1)});
     T* op = out.mutable_data();
     const RowGradMap<T> f = Sel<T>::get(kernels<T>());
+    if (cols == 0) return out;  // nothing to compute, however many (empty) rows the shape counts
     py::gil_scoped_release nogil;
     parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
       f(gp + b * grad_cols, xp + b * cols, e - b, cols, op + b * cols);
