@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "gil.h"
 #include "parallel.h"
 
 namespace logitops {
