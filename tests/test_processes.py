@@ -235,7 +235,8 @@ def test_threads_that_cannot_be_created(isa):
     stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
     stack = 32 << 20 if stack == resource.RLIM_INFINITY else stack
     limit = mapped() + min(4 << 20, stack // 2)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
     lo.set_num_threads(4)
     results = [0 if same(work(), ref) else 3 for _ in range(3)]
     lo.set_num_threads(2)  # a new count tries again, and fails again
