@@ -83,7 +83,7 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
     std::atomic<int> status{0};
     double sum = 0.0;
     {
-      py::gil_scoped_release nogil;
+      ReleaseGil nogil;
       if (!Logits && in_place) status.store(k.check_probs(a.input, a.target, n));
       if (status.load() == 0)
         parallel_reduce(n, kGrain, 1, [&](int64_t b, int64_t e, double* partial) {

@@ -81,7 +81,7 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
     std::atomic<int64_t> bad{kNone};
     double divisor = n == 0 ? 0.0 : static_cast<double>(samples), sum = 0.0;
     {
-      py::gil_scoped_release nogil;
+      ReleaseGil nogil;
       if (a.target) {
         parallel_reduce(samples, kCheckGrain, 1, [&](int64_t b, int64_t e, double* partial) {
           const int64_t i = k.check_targets(a, b, e, partial);

@@ -24,7 +24,7 @@ py::array logsumexp(const py::array& x) {
     auto out = new_array<T>({x.shape(0)});
     T* op = out.mutable_data();
     const auto f = kernels<T>().logsumexp;
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) { f(xp + b * cols, e - b, cols, op + b); });
     return out;
   });
@@ -56,7 +56,7 @@ py::array row_map(const py::array& x, const py::object& out_arg) {
     T* op = static_cast<T*>(out.mutable_data());
     const RowMap<T> f = Sel<T>::get(kernels<T>());
     if (cols == 0) return out;  // nothing to compute, however many (empty) rows the shape counts
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) { f(xp + b * cols, e - b, cols, op + b * cols); });
     return out;
   });
@@ -77,7 +77,7 @@ py::array row_grad(const py::array& grad, const py::array& x) {
     T* op = out.mutable_data();
     const RowGradMap<T> f = Sel<T>::get(kernels<T>());
     if (cols == 0) return out;  // nothing to compute, however many (empty) rows the shape counts
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
       f(gp + b * grad_cols, xp + b * cols, e - b, cols, op + b * cols);
     });
@@ -95,7 +95,7 @@ py::array elementwise(const py::array& x, const py::object& out_arg) {
     py::array out = result_array<T>(out_arg, x);
     T* op = static_cast<T*>(out.mutable_data());
     const auto f = Sel<T>::get(kernels<T>());
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     parallel_for(n, grain_for(1, 65536), [&](int64_t b, int64_t e) { f(xp + b, e - b, op + b); });
     return out;
   });
@@ -112,7 +112,7 @@ py::array elementwise_grad(const py::array& grad, const py::array& x) {
     auto out = new_array<T>(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
     T* op = out.mutable_data();
     const auto f = Sel<T>::get(kernels<T>());
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     parallel_for(n, grain_for(1, 65536), [&](int64_t b, int64_t e) { f(gp + b, xp + b, e - b, op + b); });
     return out;
   });

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "gil.h"
 #include "kernels/loss_op.h"
 #include "parallel.h"
 
