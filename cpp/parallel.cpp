@@ -2,34 +2,75 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#include <unistd.h>
+#include <pthread.h>
 
 namespace logitops {
 namespace {
 
-int default_threads() {
-  if (const char* env = std::getenv("LOGITOPS_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n >= 1) return std::min(n, 1024);  // the cap set_num_threads applies too
-  }
+constexpr int kMaxThreads = 1024;  // the one cap, for set_num_threads and LOGITOPS_NUM_THREADS
+
+int hardware_threads() {
   const unsigned hw = std::thread::hardware_concurrency();
-  return hw ? static_cast<int>(hw) : 1;
+  return hw ? static_cast<int>(std::min<unsigned>(hw, kMaxThreads)) : 1;
 }
 
-std::atomic<int> g_num_threads{0};
+// A positive decimal integer, surrounding whitespace allowed, capped at kMaxThreads; 0 when
+// `s` is anything else (signs, exponents, trailing text, zero).
+int parse_thread_count(const char* s) {
+  while (std::isspace(static_cast<unsigned char>(*s))) ++s;
+  if (!std::isdigit(static_cast<unsigned char>(*s))) return 0;
+  long long n = 0;
+  for (; std::isdigit(static_cast<unsigned char>(*s)); ++s)
+    n = std::min<long long>(n * 10 + (*s - '0'), kMaxThreads + 1LL);  // saturate: no overflow
+  while (std::isspace(static_cast<unsigned char>(*s))) ++s;
+  if (*s != '\0' || n < 1) return 0;
+  return static_cast<int>(std::min<long long>(n, kMaxThreads));
+}
 
-// Workers sleep on `wake` until a new job generation is posted, take chunks from `next`
-// until none are left, and report through `busy`. The caller works on the same job.
+// Read once, when the module is loaded (at `import logitops`). A bad value is not fatal for
+// an environment variable: one line on stderr says so and the default is used.
+int default_threads() {
+  const int hw = hardware_threads();
+  const char* env = std::getenv("LOGITOPS_NUM_THREADS");
+  if (!env) return hw;
+  const char* first = env;  // empty or blank: as if unset (`LOGITOPS_NUM_THREADS= cmd`)
+  while (std::isspace(static_cast<unsigned char>(*first))) ++first;
+  if (*first == '\0') return hw;
+  if (const int n = parse_thread_count(env)) return n;
+  std::fprintf(stderr,
+               "logitops: ignoring LOGITOPS_NUM_THREADS='%.40s' (not a positive integer); "
+               "using %d threads\n",
+               env, hw);
+  return hw;
+}
+
+std::atomic<int> g_num_threads{default_threads()};
+
+// Said once per process: a pool that cannot start its threads still computes, on fewer.
+void warn_threads_unavailable(const char* why, int got, int wanted) {
+  static std::atomic<bool> said{false};
+  if (said.exchange(true)) return;
+  std::fprintf(stderr,
+               "logitops: could not start worker threads (%s); running on %d of the %d threads "
+               "asked for\n",
+               why, got, wanted);
+}
+
+// Workers sleep on `wake_` until a new job generation is posted, take chunks from `next_`
+// until none are left, and report through `busy_`. The caller works on the same job.
+// A Pool is never destroyed: its workers must not be joined during interpreter teardown (a
+// daemon thread may still be inside a kernel), and after fork() it is abandoned (below).
 class Pool {
  public:
-  ~Pool() { stop(); }
-
   // Returns false (and does nothing) when another thread is using the pool.
   bool run(int64_t n_chunks, const std::function<void(int64_t)>& chunk_fn, int threads) {
     std::unique_lock<std::mutex> job_lock(job_mutex_, std::try_to_lock);
@@ -74,23 +115,25 @@ class Pool {
     }
   }
 
+  // Starts `want` workers, or as many as the system allows: a thread that cannot be created
+  // (process or memory limits) leaves its chunks to the others and the caller. `requested_`
+  // remembers what was asked, so a shortfall is not retried on every call, only when the
+  // thread count changes.
   void ensure_workers(int want) {
-    // A forked child inherits the pool object but not its threads: start afresh.
-    if (owner_pid_ != getpid()) {
-      // Their handles are meaningless here; leak them rather than join or detach.
-      new std::vector<std::thread>(std::move(workers_));
-      workers_.clear();
-      owner_pid_ = getpid();
-    }
-    if (static_cast<int>(workers_.size()) == want) return;
+    if (want == requested_) return;
     stop();
-    quit_ = false;
-    uint64_t gen;
     {
       std::lock_guard<std::mutex> lk(m_);
-      gen = generation_;
+      quit_ = false;
     }
-    for (int i = 0; i < want; ++i) workers_.emplace_back([this, gen] { worker_loop(gen); });
+    requested_ = want;
+    const uint64_t gen = generation_;  // no worker runs: no lock needed to read it
+    try {
+      workers_.reserve(static_cast<size_t>(want));
+      for (int i = 0; i < want; ++i) workers_.emplace_back([this, gen] { worker_loop(gen); });
+    } catch (const std::exception& e) {
+      warn_threads_unavailable(e.what(), static_cast<int>(workers_.size()) + 1, want + 1);
+    }
   }
 
   void stop() {
@@ -99,8 +142,7 @@ class Pool {
       quit_ = true;
     }
     wake_.notify_all();
-    for (auto& t : workers_)
-      if (t.joinable()) t.join();
+    for (auto& t : workers_) t.join();
     workers_.clear();
   }
 
@@ -108,20 +150,34 @@ class Pool {
   std::mutex m_;
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
+  int requested_ = 0;
   const std::function<void(int64_t)>* job_ = nullptr;
   int64_t n_chunks_ = 0;
   std::atomic<int64_t> next_{0};
   int busy_ = 0;
   uint64_t generation_ = 0;
   bool quit_ = false;
-  pid_t owner_pid_ = getpid();
 };
 
+std::atomic<Pool*> g_pool{nullptr};
+
 Pool& pool() {
-  // Never destroyed: worker threads must not be joined during interpreter teardown.
-  static Pool* p = new Pool();
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p) return *p;
+  Pool* fresh = new Pool();
+  if (g_pool.compare_exchange_strong(p, fresh, std::memory_order_acq_rel)) return *fresh;
+  delete fresh;  // another thread installed one first (`p` is now that one)
   return *p;
 }
+
+// A child of fork() has only the forking thread. The parent's pool may be mid-job there: its
+// mutexes held by threads that do not exist in the child, its counters waiting on workers
+// that were not copied. Nothing of it can be trusted, so the child forgets it (leaking it:
+// its std::thread handles must be neither joined nor destroyed) and makes a fresh one on its
+// first pooled call. Nothing is locked before the fork, so fork() never waits for a kernel.
+void forget_pool_in_child() { g_pool.store(nullptr, std::memory_order_relaxed); }
+
+[[maybe_unused]] const int g_atfork_registered = pthread_atfork(nullptr, nullptr, &forget_pool_in_child);
 
 void run_chunks(int64_t n_chunks, const std::function<void(int64_t)>& chunk_fn) {
   const int threads = get_num_threads();
@@ -131,18 +187,9 @@ void run_chunks(int64_t n_chunks, const std::function<void(int64_t)>& chunk_fn) 
 
 }  // namespace
 
-void set_num_threads(int n) { g_num_threads.store(n < 1 ? 1 : n); }
+void set_num_threads(int n) { g_num_threads.store(std::clamp(n, 1, kMaxThreads)); }
 
-int get_num_threads() {
-  int n = g_num_threads.load();
-  if (n == 0) {
-    n = default_threads();
-    int expected = 0;
-    g_num_threads.compare_exchange_strong(expected, n);
-    n = g_num_threads.load();
-  }
-  return n;
-}
+int get_num_threads() { return g_num_threads.load(); }
 
 int64_t grain_for(int64_t work_per_item, int64_t target_work) {
   return std::max<int64_t>(1, target_work / std::max<int64_t>(1, work_per_item));

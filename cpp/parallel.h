@@ -5,6 +5,8 @@
 // chunk order: results are bit-identical for any number of threads. Work that fits in one
 // chunk runs inline on the calling thread and never touches the pool. If another call
 // already holds the pool (several Python threads), the caller runs its chunks itself.
+// Threads that cannot be created (process or memory limits) leave their chunks to the others
+// (one line on stderr says so, once); a child of fork() starts a pool of its own.
 #pragma once
 
 #include <cstdint>
@@ -12,8 +14,10 @@
 
 namespace logitops {
 
-void set_num_threads(int n);  // n >= 1; the pool is resized lazily
-int get_num_threads();        // LOGITOPS_NUM_THREADS, else the hardware's concurrency
+void set_num_threads(int n);  // clamped to [1, 1024]; the pool is resized lazily
+// LOGITOPS_NUM_THREADS (read at load; a positive integer, capped at 1024), else the
+// hardware's concurrency.
+int get_num_threads();
 
 // Items per chunk so that one chunk is about `target_work` units of work when one item
 // costs `work_per_item` (at least one item).

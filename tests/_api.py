@@ -1,5 +1,6 @@
-"""The public API as a table, for the tests that walk all of it (bad inputs, properties, memory
-and threads): for every function family a builder of valid arguments and a torch reference.
+"""The public API as a table, for the tests that walk all of it (bad and odd inputs, properties,
+memory and threads): for every function family a builder of valid arguments (torch's
+counterparts are in _oracle.py), and a report that collects every failure of a walk.
 
 Functions are discovered from `logitops.__all__`: `<base>`, `<base>_backward` and
 `<base>_value_and_grad` all use the builder of `<base>`; a public function whose base has no
@@ -10,20 +11,22 @@ function cannot go untested.
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, Callable
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 import logitops as lo
-from logitops._checks import normalize_axes
+
+from _oracle import torch_forward
 
 SETTINGS = ("isa", "set_num_threads", "get_num_threads")
 ROW = ("logsumexp", "log_softmax", "softmax")
 ELEM = ("log_sigmoid", "sigmoid")
 PRIMITIVES = ROW + ELEM
-LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss")
+BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
+CLASS = ("cross_entropy", "nll_loss")
+LOSSES = BINARY + CLASS
 VARIANTS = ("_value_and_grad", "_backward")
 
 
@@ -181,98 +184,6 @@ def first_array(kw: dict) -> np.ndarray:
     return kw["x"] if "x" in kw else kw["input"]
 
 
-# ----------------------------------------------------------------------------- torch references
-
-
-def _t(a):
-    """A float64 (or int64) torch tensor with a's values (torch computes the reference in
-    float64: its float32 results are less accurate than ours)."""
-    a = np.asarray(a)
-    if a.dtype.kind == "f":
-        a = a.astype(np.float64)
-    elif a.dtype.kind in "iu":
-        a = a.astype(np.int64)
-    return torch.from_numpy(np.array(a, copy=True, order="C"))
-
-
-def _over_axes(f, t, axes):
-    if len(axes) == 1:
-        return f(t, dim=axes[0])
-    nd = t.ndim
-    kept = tuple(i for i in range(nd) if i not in axes)
-    perm = kept + axes
-    p = t.permute(perm)
-    flat = p.reshape(*p.shape[: len(kept)], int(np.prod(p.shape[len(kept):])))
-    return f(flat, dim=-1).reshape(p.shape).permute(tuple(int(i) for i in np.argsort(perm)))
-
-
-def torch_fn(base: str, kw: dict) -> tuple[Callable, list[str]]:
-    """(f, names): f(*tensors) computes base in torch from the tensors of kw[names]."""
-    if base in ROW:
-        x = kw["x"]
-        axes = normalize_axes(x.ndim, kw.get("axis", -1))
-        if base == "logsumexp":
-            def f(t):
-                t0 = t.reshape(1) if t.ndim == 0 else t
-                r = torch.logsumexp(t0, dim=axes, keepdim=kw.get("keepdims", False))
-                return r.reshape(()) if t.ndim == 0 else r
-        else:
-            g = F.log_softmax if base == "log_softmax" else F.softmax
-
-            def f(t):
-                t0 = t.reshape(1) if t.ndim == 0 else t
-                return _over_axes(g, t0, axes).reshape(t.shape)
-        return f, ["x"]
-    if base in ELEM:
-        return (F.logsigmoid if base == "log_sigmoid" else torch.sigmoid), ["x"]
-    names = ["input", "target"] + [n for n in ("weight", "pos_weight") if kw.get(n) is not None]
-    red = kw.get("reduction", "mean")
-    if base == "binary_cross_entropy":
-        def f(i, t, w=None):
-            return F.binary_cross_entropy(i, t, weight=w, reduction=red)
-    elif base == "binary_cross_entropy_with_logits":
-        has_w = kw.get("weight") is not None
-
-        def f(i, t, *rest):
-            w = rest[0] if has_w else None
-            pw = rest[-1] if kw.get("pos_weight") is not None else None
-            return F.binary_cross_entropy_with_logits(i, t, weight=w, reduction=red, pos_weight=pw)
-    elif base == "cross_entropy":
-        def f(i, t, w=None):
-            return F.cross_entropy(i, t, weight=w, ignore_index=kw.get("ignore_index", -100),
-                                   reduction=red, label_smoothing=kw.get("label_smoothing", 0.0))
-    else:
-        def f(i, t, w=None):
-            return F.nll_loss(i, t, weight=w, ignore_index=kw.get("ignore_index", -100), reduction=red)
-    return f, names
-
-
-def torch_forward(base: str, kw: dict) -> np.ndarray:
-    f, names = torch_fn(base, kw)
-    with torch.no_grad():
-        return f(*[_t(kw[n]) for n in names]).numpy()
-
-
-def torch_grad(base: str, kw: dict, grad_output: Any, wrt: str = "input") -> np.ndarray:
-    """d/d(kw[wrt]) of <base(kw), grad_output> by torch autograd, in float64."""
-    f, names = torch_fn(base, kw)
-    wrt = "x" if base in PRIMITIVES else wrt
-    ts = [_t(kw[n]) for n in names]
-    ts[names.index(wrt)].requires_grad_(True)
-    y = f(*ts)
-    y.backward(_t(np.asarray(grad_output, dtype=np.float64)).reshape(y.shape))
-    g = ts[names.index(wrt)].grad
-    g = np.zeros(kw[wrt].shape) if g is None else g.numpy()
-    target = kw.get("target")
-    if base in ("cross_entropy", "nll_loss") and wrt == "input" and np.asarray(target).dtype.kind in "iu":
-        # Documented deviation: an ignored sample's gradient is exactly 0, even where its logits
-        # hold NaN (torch propagates the NaN through log_softmax's backward).
-        ignored = np.asarray(target) == kw.get("ignore_index", -100)
-        mask = ignored if g.ndim == 1 else np.expand_dims(ignored, 1)
-        g = np.where(np.broadcast_to(mask, g.shape), 0.0, g)
-    return g
-
-
 def differentiable_wrt(base: str, kw: dict) -> tuple[str, ...]:
     """The arguments whose gradients the library gives (SPEC: target too where torch has it)."""
     if base in PRIMITIVES:
@@ -313,3 +224,62 @@ def call(name: str, kw: dict) -> Any:
 def ours_grad(base: str, kw: dict, grad_output: Any, wrt: str = "input") -> np.ndarray:
     extra = {"wrt": wrt} if wrt not in ("x", "input") else {}
     return call(base + "_backward", {"grad_output": grad_output, **kw, **extra})
+
+
+def full_kwargs(name: str, rng, dtype=np.float64, **opts) -> dict:
+    """Valid arguments of `name` with every optional array present (weight, pos_weight)."""
+    base = split(name)[0]
+    if base in BINARY:
+        opts.setdefault("weight", "last")
+        opts.setdefault("pos_weight", "last")
+    if base in CLASS:
+        opts.setdefault("weight", True)
+    return call_kwargs(name, rng, dtype, **opts)
+
+
+def funcs_of(*bases: str, variants=("", "backward", "value_and_grad")) -> list[str]:
+    """The public functions of these families and variants ('' is the forward)."""
+    return [n for n in public_functions() if split(n)[0] in bases and split(n)[1] in variants]
+
+
+# ----------------------------------------------------------------------------- walking the API
+
+
+class Report:
+    """Collects every failed expectation of a test, so one run shows them all. check() also
+    fails a test that checked nothing (an empty walk cannot pass)."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self.checked = 0
+
+    def fail(self, msg: str) -> None:
+        self.failures.append(msg)
+
+    def expect(self, ok: Any, msg: str) -> None:
+        self.checked += 1
+        if not ok:
+            self.fail(msg)
+
+    def raises(self, what: str, exc: type[Exception], names: tuple[str, ...], name: str, kw: dict,
+               match: str | None = None) -> None:
+        """lo.<name>(**kw) must raise exc whose message names one of `names` (and says `match`)."""
+        self.checked += 1
+        try:
+            r = call(name, kw)
+        except AssertionError:
+            raise
+        except exc as e:
+            msg = str(e)
+            if names and not any(re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", msg) for n in names):
+                self.fail(f"{name} [{what}]: {type(e).__name__}({msg!r}) does not name {names}")
+            if match is not None and match not in msg:
+                self.fail(f"{name} [{what}]: {type(e).__name__}({msg!r}) does not say {match!r}")
+        except Exception as e:  # noqa: BLE001 - the wrong type is the failure we report
+            self.fail(f"{name} [{what}]: raised {type(e).__name__}({str(e)[:200]!r}), expected {exc.__name__}")
+        else:
+            self.fail(f"{name} [{what}]: returned {repr(r)[:120]}, expected {exc.__name__}")
+
+    def check(self) -> None:
+        assert self.checked, "nothing was checked"
+        assert not self.failures, f"{len(self.failures)} failures:\n" + "\n".join(self.failures)

@@ -1,9 +1,9 @@
-"""Shared by the test files: the tolerance table, torch conversions and ulp error measurement.
+"""Shared by the test files: dtypes, comparisons within the tolerance table (_tolerances.py),
+ulp error measurement and float64 / long double references (torch conversions: _oracle.py).
 
-Tolerances (SPEC.md): results match torch within TOL[dtype] = (rtol, atol). Accuracy is
-measured in ulps of the result's dtype against a reference at least 11 bits more precise
-(float64 for float32 results; x87 long double or mpmath for float64 results), with errors
-below the dtype's smallest normal number not counted.
+Accuracy is measured in ulps of the result's dtype against a reference at least 11 bits more
+precise (float64 for float32 results; x87 long double or mpmath for float64 results), with
+errors below the dtype's smallest normal number not counted (SPEC.md).
 """
 
 from __future__ import annotations
@@ -11,13 +11,10 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import numpy as np
-import torch
 
-F32 = np.dtype(np.float32)
-F64 = np.dtype(np.float64)
+from _tolerances import F32, F64, TOL
+
 DTYPES = (F32, F64)
-
-TOL = {F32: (1e-5, 1e-6), F64: (1e-12, 1e-13)}
 
 # x87 extended precision (64-bit mantissa) where numpy has it: a cheap reference for float64.
 LONGDOUBLE_IS_EXTENDED = np.finfo(np.longdouble).nmant >= 63
@@ -25,29 +22,6 @@ LONGDOUBLE_IS_EXTENDED = np.finfo(np.longdouble).nmant >= 63
 
 def dtype_id(dt: Any) -> str:
     return np.dtype(dt).name
-
-
-# ----------------------------------------------------------------------------- torch
-
-
-def to_torch(a: Any, requires_grad: bool = False) -> torch.Tensor:
-    """A torch tensor with a's values and dtype (a copy: torch rejects negative strides)."""
-    t = torch.from_numpy(np.array(a, copy=True, order="C"))
-    if requires_grad:
-        t.requires_grad_(True)
-    return t
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
-def torch_grad(fn, x: np.ndarray, grad_output: np.ndarray) -> np.ndarray:
-    """d/dx of <fn(x), grad_output> by torch autograd, in x's dtype."""
-    tx = to_torch(x, requires_grad=True)
-    y = fn(tx)
-    y.backward(to_torch(np.asarray(grad_output, dtype=x.dtype)).reshape(y.shape))
-    return to_numpy(tx.grad)
 
 
 # ----------------------------------------------------------------------------- comparisons

@@ -18,13 +18,10 @@ import torch.nn.functional as F
 import logitops as lo
 
 from _helpers import (DTYPES, F32, F64, LONGDOUBLE_IS_EXTENDED, dtype_id, max_ulp, ref_log_sigmoid,
-                      ref_log_softmax_rows, ref_logsumexp_rows, ref_sigmoid, ref_softmax_rows, to_numpy,
-                      to_torch, ulp_error, worst, mp_to_longdouble)
-
-ULP_F32 = 4.0
-ULP_F64 = 4.0
-# float64 softmax = exp(d) * (1 / (1 + others)) with compensated row sums.
-ULP_F64_SOFTMAX = 4.0
+                      ref_log_softmax_rows, ref_logsumexp_rows, ref_sigmoid, ref_softmax_rows, ulp_error,
+                      worst, mp_to_longdouble)
+from _oracle import to_numpy, to_torch
+from _tolerances import ULP_F32, ULP_F64, ULP_F64_SOFTMAX
 
 pytestmark = pytest.mark.skipif(not LONGDOUBLE_IS_EXTENDED, reason="needs x87 long double as the reference")
 

@@ -13,39 +13,15 @@ import torch.nn.functional as F
 import logitops as lo
 from logitops._checks import normalize_axes
 
-from _helpers import DTYPES, assert_close, dtype_id, to_numpy, to_torch, torch_grad
+from _helpers import DTYPES, assert_close, dtype_id
+from _oracle import to_numpy, to_torch, torch_primitive, torch_vjp
 
 ROW_FUNCS = ("logsumexp", "log_softmax", "softmax")
 ELEM_FUNCS = ("log_sigmoid", "sigmoid")
 INF = np.inf
 
 
-# ----------------------------------------------------------------------------- torch references
-
-
-def torch_row_fn(name: str, axis, ndim: int, keepdims: bool = False):
-    """torch's version of lo.<name>(., axis[, keepdims]) as a function of a tensor."""
-    axes = normalize_axes(ndim, axis)
-    if name == "logsumexp":
-        return lambda t: torch.logsumexp(t, dim=axes, keepdim=keepdims)
-    f = {"log_softmax": F.log_softmax, "softmax": F.softmax}[name]
-    if ndim == 0 or len(axes) == 1:
-        return lambda t: f(t, dim=axes[0])
-
-    # torch's softmax takes one dim: move the reduced axes last and flatten them.
-    kept = tuple(i for i in range(ndim) if i not in axes)
-    perm = kept + axes
-    inv = tuple(int(i) for i in np.argsort(perm))
-
-    def over_axes(t):
-        p = t.permute(perm)
-        flat = p.reshape(*p.shape[: len(kept)], int(np.prod(p.shape[len(kept):])))
-        return f(flat, dim=-1).reshape(p.shape).permute(inv)
-
-    return over_axes
-
-
-TORCH_ELEM = {"log_sigmoid": F.logsigmoid, "sigmoid": torch.sigmoid}
+# ----------------------------------------------------------------------------- calls
 
 
 def lo_forward(name, x, axis=-1, keepdims=False):
@@ -64,15 +40,11 @@ def lo_backward(name, g, x, axis=-1, keepdims=False):
     return getattr(lo, name + "_backward")(g, x)
 
 
-def torch_fn(name, ndim, axis=-1, keepdims=False):
-    return torch_row_fn(name, axis, ndim, keepdims) if name in ROW_FUNCS else TORCH_ELEM[name]
-
-
 def check_against_torch(name, x, axis=-1, keepdims=False, rng=None, grad=None, rtol=None, atol=None):
     """Forward and backward of lo.<name> on x against torch; x must be left unchanged."""
     rng = rng or np.random.default_rng(0)
     before = x.copy()
-    fn = torch_fn(name, x.ndim, axis, keepdims)
+    fn = torch_primitive(name, x.ndim, axis, keepdims)
     # The oracle is torch in float64 on the same values, rounded to x's dtype: torch's own
     # float32 results can be off by far more than the tolerance (logsumexp_backward at 1e4
     # rounds lse first; log_softmax at a confident row's maximum cancels).
@@ -82,7 +54,7 @@ def check_against_torch(name, x, axis=-1, keepdims=False, rng=None, grad=None, r
     assert_close(got, expected, x.dtype, rtol=rtol, atol=atol, what=f"{name} forward")
 
     g = grad if grad is not None else rng.standard_normal(expected.shape).astype(x.dtype)
-    expected_grad = torch_grad(fn, x64, g.astype(np.float64)).astype(x.dtype)
+    expected_grad = torch_vjp(fn, x64, g.astype(np.float64)).astype(x.dtype)
     got_grad = lo_backward(name, g, x, axis, keepdims)
     assert_close(got_grad, expected_grad, x.dtype, rtol=rtol, atol=atol, what=f"{name} backward")
     assert got_grad.shape == x.shape
@@ -164,10 +136,10 @@ ELEM_SHAPES = [(1,), (7,), (8,), (9,), (33,), (1000,), (3, 4, 5), (), (0,), (4, 
 def test_ordinary_data_matches_torch_in_same_dtype(name, dtype, rng):
     """On ordinary data, torch run in x's own dtype agrees with us within the tolerance."""
     x = randn(rng, (9, 300), dtype)
-    fn = torch_fn(name, 2)
+    fn = torch_primitive(name, 2)
     assert_close(lo_forward(name, x), to_numpy(fn(to_torch(x))), dtype)
     g = randn(rng, np.shape(lo_forward(name, x)), dtype)
-    assert_close(lo_backward(name, g, x), torch_grad(fn, x, g), dtype)
+    assert_close(lo_backward(name, g, x), torch_vjp(fn, x, g), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -446,7 +418,7 @@ def test_backward_promotes_mixed_dtypes(name, xdt, gdt, rng):
     assert got.dtype == np.float64
     want = lo_backward(name, g.astype(np.float64), x.astype(np.float64))
     np.testing.assert_array_equal(got, want)
-    assert_close(got, torch_grad(torch_fn(name, 2), x.astype(np.float64), g.astype(np.float64)), np.float64)
+    assert_close(got, torch_vjp(torch_primitive(name, 2), x.astype(np.float64), g.astype(np.float64)), np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)

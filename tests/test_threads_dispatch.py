@@ -19,6 +19,7 @@ import logitops as lo
 from logitops import _core
 
 from _helpers import DTYPES, dtype_id
+from _tolerances import ISA_AGREEMENT_F32
 
 # The directory holding the logitops package under test (a dev build stages symlinks there).
 PKG_DIR = str(Path(lo.__file__).parent.parent)
@@ -123,7 +124,7 @@ def test_isas_agree_closely(rng):
     ref = results["scalar"]
     for name, res in results.items():
         for a, b in zip(res, ref):
-            np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7, err_msg=name)
+            np.testing.assert_allclose(a, b, *ISA_AGREEMENT_F32, err_msg=name)
 
 
 # ----------------------------------------------------------------------------- subprocesses

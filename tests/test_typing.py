@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,20 @@ def test_mypy_clean():
     pytest.importorskip("mypy")
     if not SRC.is_dir():
         pytest.skip("source tree not present")
-    r = subprocess.run([sys.executable, "-m", "mypy", "--ignore-missing-imports", "--no-incremental", str(SRC)],
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--ignore-missing-imports", "--no-incremental", str(SRC)],
                        capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_core_stub_matches_extension():
+    """python/logitops/_core.pyi names what the compiled _core has, and its enums' members and values
+    (pybind11 functions carry no inspectable signature: their parameters are not compared)."""
+    pytest.importorskip("mypy")
+    import logitops
+
+    pkg_root = Path(logitops.__file__).absolute().parent.parent  # not resolve(): dev builds symlink the sources
+    r = subprocess.run([sys.executable, "-m", "mypy.stubtest", "logitops._core", "--allowlist",
+                        str(Path(__file__).with_name("stubtest_allowlist.txt"))],
+                       capture_output=True, text=True, timeout=300, cwd=pkg_root,
+                       env={**os.environ, "MYPYPATH": str(pkg_root), "PYTHONPATH": str(pkg_root)})
     assert r.returncode == 0, r.stdout + r.stderr

@@ -1,7 +1,8 @@
-// Bindings of the binary cross-entropy kernels. The Python layer has validated the arguments,
-// promoted the dtypes, made input and target C-contiguous, and reduced each weight to a small
-// C-contiguous array with its broadcast layout (period, block); these checks guard that contract
-// (a wrong layout could read out of bounds).
+// Bindings of the binary cross-entropy kernels. The Python layer (_binary.py) owns the API: it
+// validated the arguments, promoted the dtypes, made input and target C-contiguous, reduced each
+// weight to a small C-contiguous array with its broadcast layout (period, block), and it reduces
+// the result and words the errors. The checks here guard only what the kernels rely on (a wrong
+// layout could read out of bounds).
 #include <atomic>
 
 #include "bind/common.h"
@@ -34,17 +35,19 @@ bool overlaps(const void* a, const void* b, int64_t bytes) {
   return bytes > 0 && pa < pb + bytes && pb < pa + bytes;
 }
 
-// Returns (loss sum, per-element loss or None, gradient or None, status): status holds the
-// BinaryStatus bits (probabilities out of range), which the Python layer turns into its
-// ValueError; the outputs are then meaningless.
+// Returns (loss_sum, divisor, status, losses, gradient): the sum of the element losses (loss ops
+// with reduction mean/sum), what "mean" divides by (the number of elements; gradients of a
+// "mean" call are already divided by it), the BinaryStatus bits (probabilities out of range;
+// the outputs are then meaningless and the Python layer raises), the per-element losses
+// (reduction "none") or None, and the gradient (`out` when given) or None.
 template <bool Logits>
-py::tuple run(int op_code, const py::array& input, const py::array& target, const py::object& weight,
-              int64_t weight_period, int64_t weight_block, const py::object& pos_weight, int64_t pos_period,
-              int64_t pos_block, const py::object& grad_output, double grad_scale, bool store_loss,
+py::tuple run(int op_code, int reduction_code, const py::array& input, const py::array& target,
+              const py::object& weight, int64_t weight_period, int64_t weight_block, const py::object& pos_weight,
+              int64_t pos_period, int64_t pos_block, const py::object& grad_output, double grad_value,
               const py::object& out) {
-  if (op_code < 0 || op_code > 3) throw py::value_error("op: unknown operation");
-  const auto op = static_cast<BinaryOp>(op_code);
   if (!Logits && !pos_weight.is_none()) throw py::value_error("pos_weight: not taken by binary_cross_entropy");
+  const LossOp op = loss_op(op_code);
+  const Reduction reduction = reduction_of(reduction_code);
   return by_float_dtype(input, "input", [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     const std::vector<py::ssize_t> shape(input.shape(), input.shape() + input.ndim());
@@ -55,18 +58,17 @@ py::tuple run(int op_code, const py::array& input, const py::array& target, cons
     if (!a.target) throw py::value_error("target is required");
     a.weight = broadcast_view<T>(weight, weight_period, weight_block, "weight");
     a.pos_weight = broadcast_view<T>(pos_weight, pos_period, pos_block, "pos_weight");
-    const bool grad_op = op == BinaryOp::grad_input || op == BinaryOp::grad_target;
-    a.grad_output = grad_op ? optional_data<T>(grad_output, n, "grad_output") : nullptr;
-    a.grad_scale = static_cast<T>(grad_scale);
+    a.grad_output = takes_grad_output(op) ? optional_data<T>(grad_output, n, "grad_output") : nullptr;
+    const double divisor = static_cast<double>(n);
+    a.grad_scale = static_cast<T>(reduction == Reduction::mean && n ? grad_value / divisor : grad_value);
 
     py::object loss_arr = py::none(), grad_arr = py::none();
-    const bool want_loss = op == BinaryOp::loss || op == BinaryOp::loss_and_grad;
-    if (want_loss && store_loss) {
+    if (computes_loss(op) && reduction == Reduction::none) {
       auto l = new_array<T>(shape);
       a.loss_out = l.mutable_data();
       loss_arr = l;
     }
-    if (op != BinaryOp::loss) {
+    if (computes_grad(op)) {
       py::array g = out.is_none() ? py::array(new_array<T>(shape)) : out.cast<py::array>();
       a.grad_out = out_data<T>(g, shape, "out");
       grad_arr = g;
@@ -81,7 +83,7 @@ py::tuple run(int op_code, const py::array& input, const py::array& target, cons
     std::atomic<int> status{0};
     double sum = 0.0;
     {
-      py::gil_scoped_release nogil;
+      ReleaseGil nogil;
       if (!Logits && in_place) status.store(k.check_probs(a.input, a.target, n));
       if (status.load() == 0)
         parallel_reduce(n, kGrain, 1, [&](int64_t b, int64_t e, double* partial) {
@@ -89,21 +91,27 @@ py::tuple run(int op_code, const py::array& input, const py::array& target, cons
           if (s) status.fetch_or(s);
         }, &sum);
     }
-    return py::make_tuple(sum, loss_arr, grad_arr, status.load());
+    return py::make_tuple(sum, divisor, status.load(), loss_arr, grad_arr);
   });
+}
+
+template <bool Logits>
+void def_loss(py::module_& m, const char* name) {
+  m.def(name, &run<Logits>, py::arg("op"), py::arg("reduction"), py::arg("input"), py::arg("target"),
+        py::arg("weight"), py::arg("weight_period"), py::arg("weight_block"), py::arg("pos_weight"),
+        py::arg("pos_weight_period"), py::arg("pos_weight_block"), py::arg("grad_output"), py::arg("grad_value"),
+        py::arg("out"));
 }
 
 }  // namespace
 
 void register_binary(py::module_& m) {
-  m.def("binary_cross_entropy", &run<false>, py::arg("op"), py::arg("input"), py::arg("target"), py::arg("weight"),
-        py::arg("weight_period"), py::arg("weight_block"), py::arg("pos_weight"), py::arg("pos_weight_period"),
-        py::arg("pos_weight_block"), py::arg("grad_output"), py::arg("grad_scale"), py::arg("store_loss"),
-        py::arg("out"));
-  m.def("binary_cross_entropy_with_logits", &run<true>, py::arg("op"), py::arg("input"), py::arg("target"),
-        py::arg("weight"), py::arg("weight_period"), py::arg("weight_block"), py::arg("pos_weight"),
-        py::arg("pos_weight_period"), py::arg("pos_weight_block"), py::arg("grad_output"), py::arg("grad_scale"),
-        py::arg("store_loss"), py::arg("out"));
+  py::native_enum<BinaryStatus>(m, "BinaryStatus", "enum.IntFlag")
+      .value("bad_input", kBinaryBadInput)
+      .value("bad_target", kBinaryBadTarget)
+      .finalize();
+  def_loss<false>(m, "binary_cross_entropy");
+  def_loss<true>(m, "binary_cross_entropy_with_logits");
 }
 
 }  // namespace logitops

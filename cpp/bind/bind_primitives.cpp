@@ -1,5 +1,6 @@
 // Bindings of the primitive kernels. Row functions take a C-contiguous (rows, cols) array
 // (the Python layer moves the reduced axes last); elementwise ones any C-contiguous array.
+// Shapes, dtypes and sizes are checked here as far as the kernels rely on them.
 #include "bind/common.h"
 #include "kernels/primitives.h"
 
@@ -18,12 +19,12 @@ int64_t row_grain(int64_t cols) { return grain_for(cols + 16, 1 << 18); }
 py::array logsumexp(const py::array& x) {
   return by_float_dtype(x, "x", [&](auto tag) -> py::array {
     using T = decltype(tag);
-    const T* xp = cdata<T>(x, "x");
+    const T* xp = rows_data<T>(x, "x");
     const int64_t rows = dim(x, 0), cols = dim(x, 1);
     auto out = new_array<T>({x.shape(0)});
     T* op = out.mutable_data();
     const auto f = kernels<T>().logsumexp;
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) { f(xp + b * cols, e - b, cols, op + b); });
     return out;
   });
@@ -49,12 +50,13 @@ template <template <class> class Sel>
 py::array row_map(const py::array& x, const py::object& out_arg) {
   return by_float_dtype(x, "x", [&](auto tag) -> py::array {
     using T = decltype(tag);
-    const T* xp = cdata<T>(x, "x");
+    const T* xp = rows_data<T>(x, "x");
     const int64_t rows = dim(x, 0), cols = dim(x, 1);
     py::array out = result_array<T>(out_arg, x);
     T* op = static_cast<T*>(out.mutable_data());
     const RowMap<T> f = Sel<T>::get(kernels<T>());
-    py::gil_scoped_release nogil;
+    if (cols == 0) return out;  // nothing to compute, however many (empty) rows the shape counts
+    ReleaseGil nogil;
     parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) { f(xp + b * cols, e - b, cols, op + b * cols); });
     return out;
   });
@@ -65,7 +67,7 @@ template <template <class> class Sel>
 py::array row_grad(const py::array& grad, const py::array& x) {
   return by_float_dtype(x, "x", [&](auto tag) -> py::array {
     using T = decltype(tag);
-    const T* xp = cdata<T>(x, "x");
+    const T* xp = rows_data<T>(x, "x");
     const T* gp = cdata<T>(grad, "grad_output");
     const int64_t rows = dim(x, 0), cols = dim(x, 1);
     const int64_t grad_cols = Sel<T>::per_row_grad ? 1 : cols;
@@ -74,7 +76,8 @@ py::array row_grad(const py::array& grad, const py::array& x) {
     auto out = new_array<T>({x.shape(0), x.shape(1)});
     T* op = out.mutable_data();
     const RowGradMap<T> f = Sel<T>::get(kernels<T>());
-    py::gil_scoped_release nogil;
+    if (cols == 0) return out;  // nothing to compute, however many (empty) rows the shape counts
+    ReleaseGil nogil;
     parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
       f(gp + b * grad_cols, xp + b * cols, e - b, cols, op + b * cols);
     });
@@ -92,7 +95,7 @@ py::array elementwise(const py::array& x, const py::object& out_arg) {
     py::array out = result_array<T>(out_arg, x);
     T* op = static_cast<T*>(out.mutable_data());
     const auto f = Sel<T>::get(kernels<T>());
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     parallel_for(n, grain_for(1, 65536), [&](int64_t b, int64_t e) { f(xp + b, e - b, op + b); });
     return out;
   });
@@ -109,7 +112,7 @@ py::array elementwise_grad(const py::array& grad, const py::array& x) {
     auto out = new_array<T>(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
     T* op = out.mutable_data();
     const auto f = Sel<T>::get(kernels<T>());
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;
     parallel_for(n, grain_for(1, 65536), [&](int64_t b, int64_t e) { f(gp + b, xp + b, e - b, op + b); });
     return out;
   });

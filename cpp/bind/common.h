@@ -1,8 +1,11 @@
 // What every binding file shares: dtype dispatch, array checks and output allocation.
-// Bindings only convert and validate; the Python layer has already shaped the arrays
-// (C-contiguous, one float dtype), and these checks guard that contract.
+// Bindings convert, check what the kernels rely on, and run them over the thread pool; the
+// Python layer owns the API (argument policy, reductions, error wording) and has already shaped
+// the arrays (C-contiguous, aligned, one float dtype). These checks guard that contract: a
+// caller that breaks it gets an exception, never an out-of-bounds access.
 #pragma once
 
+#include <pybind11/native_enum.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -12,6 +15,8 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "gil.h"
+#include "kernels/loss_op.h"
 #include "parallel.h"
 
 namespace logitops {
@@ -27,7 +32,8 @@ decltype(auto) by_float_dtype(const py::array& x, const char* name, F&& f) {
                        py::str(static_cast<py::object>(dt)).cast<std::string>());
 }
 
-// A C-contiguous array of dtype T; returns its data pointer.
+// A C-contiguous, aligned array of dtype T; returns its data pointer. (The kernels read T
+// through T*: unaligned data, legal in NumPy, is copied by the Python layer first.)
 template <class T>
 const T* cdata(const py::array& a, const char* name) {
   if (!py::isinstance<py::array_t<T>>(a))  // equivalent dtype: native byte order, same kind and size
@@ -35,7 +41,15 @@ const T* cdata(const py::array& a, const char* name) {
                          py::str(static_cast<py::object>(py::dtype::of<T>())).cast<std::string>());
   if (!(a.flags() & py::array::c_style))
     throw py::value_error(std::string(name) + " must be C-contiguous");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) throw py::value_error(std::string(name) + " must be aligned");
   return static_cast<const T*>(a.data());
+}
+
+// The array of a row function: C-contiguous (rows, cols) of dtype T.
+template <class T>
+const T* rows_data(const py::array& a, const char* name) {
+  if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D (rows, cols)");
+  return cdata<T>(a, name);
 }
 
 // A writable C-contiguous array of dtype T with exactly `shape`.
@@ -66,6 +80,33 @@ py::array_t<T> new_array(const std::vector<py::ssize_t>& shape) {
 }
 
 inline int64_t dim(const py::array& a, int i) { return static_cast<int64_t>(a.shape(i)); }
+
+// A LossOp or Reduction from its code. The bindings take the codes as plain ints (an IntEnum
+// argument costs a few hundred ns a call to convert); the Python layer passes the members of
+// the exported enums below, so neither side writes the numbers down.
+inline LossOp loss_op(int code) {
+  if (code < 0 || code > static_cast<int>(LossOp::loss_and_grad)) throw py::value_error("op: unknown LossOp code");
+  return static_cast<LossOp>(code);
+}
+inline Reduction reduction_of(int code) {
+  if (code < 0 || code > static_cast<int>(Reduction::sum)) throw py::value_error("reduction: unknown Reduction code");
+  return static_cast<Reduction>(code);
+}
+
+// LossOp, Reduction: the loss families' shared words, as Python IntEnums.
+inline void register_loss_words(py::module_& m) {
+  py::native_enum<LossOp>(m, "LossOp", "enum.IntEnum")
+      .value("loss", LossOp::loss)
+      .value("grad_input", LossOp::grad_input)
+      .value("grad_target", LossOp::grad_target)
+      .value("loss_and_grad", LossOp::loss_and_grad)
+      .finalize();
+  py::native_enum<Reduction>(m, "Reduction", "enum.IntEnum")
+      .value("none", Reduction::none)
+      .value("mean", Reduction::mean)
+      .value("sum", Reduction::sum)
+      .finalize();
+}
 
 void register_primitives(py::module_& m);
 void register_binary(py::module_& m);

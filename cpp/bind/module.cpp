@@ -26,6 +26,7 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
+  register_loss_words(m);
   register_primitives(m);
   register_binary(m);
   register_cross_entropy(m);

@@ -26,7 +26,7 @@ py::array vmath(const std::string& fn, py::array x, const std::string& isa_name)
     auto out = new_array<T>(shape);
     T* op = out.mutable_data();
     const int64_t n = static_cast<int64_t>(x.size());
-    py::gil_scoped_release nogil;
+    ReleaseGil nogil;  // bind/gil.h: safe for daemon threads at interpreter exit
     f(xp, n, op);
     return out;
   });

@@ -98,7 +98,7 @@ struct LogitLoss {
   // exp(-|x|), subnormal results included: there the loss term (log1p(e) = e, e.g. t = 0 and
   // x < -87.3 in float32) and the gradient (sigmoid(-|x|) = e) are that subnormal, and a weight
   // or pos_weight > 1 can lift it back into the normal range (with the subnormal's precision).
-  static V e_of(V x) { return vexp_nonpos_subnormal<T>(-S::abs(x)); }
+  static V e_of(V x) { return vexp_nonpos<T>(-S::abs(x)); }
 
   // (1 - t) sp(x) + q t sp(-x) given L = log1p(exp(-|x|)); every term >= 0 for t in [0, 1], q >= 0.
   static V loss_from(V x, V t, V q, V L) {
@@ -174,13 +174,13 @@ typename Simd<T>::M no_lanes() {
 
 // The driver. Ext: grad_output is an array (gradient ops) / the loss is stored per element
 // (loss ops); otherwise the upstream gradient is the scalar grad_scale / the loss is summed.
-template <class T, template <class, bool> class Loss, BinaryOp op, bool HasW, bool HasPW, bool Ext>
+template <class T, template <class, bool> class Loss, LossOp op, bool HasW, bool HasPW, bool Ext>
 int run_range(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   using S = Simd<T>;
   using V = typename S::V;
   using P = Loss<T, HasPW>;
-  constexpr bool want_loss = op == BinaryOp::loss || op == BinaryOp::loss_and_grad;
-  constexpr bool want_grad = op != BinaryOp::loss;
+  constexpr bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
+  constexpr bool want_grad = op != LossOp::loss;
   constexpr bool has_g = Ext && !want_loss;
   constexpr bool store_loss = Ext && want_loss;
 
@@ -195,16 +195,11 @@ int run_range(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_s
     typename S::M bad_x, bad_t;
   };
 
-  // One vector at element i = block start + j; Tail: only the first r lanes are elements.
-  auto vec = [&](auto tail, int64_t i, int64_t j, int64_t r, const T* w, const T* q) -> Lanes {
-    constexpr bool Tail = decltype(tail)::value;
+  // One vector at element i = block start + j; r: Full, or the lanes of the tail (vec_loop).
+  auto vec = [&](int64_t i, int64_t j, auto r, const T* w, const T* q) -> Lanes {
     Lanes out{S::zero(), no_lanes<T>(), no_lanes<T>()};
-    const auto ld = [&](const T* p, T fill) {
-      if constexpr (Tail) return S::load_tail(p, r, fill); else return S::load(p);
-    };
-    const auto st = [&](T* p, V v) {
-      if constexpr (Tail) S::store_tail(p, r, v); else S::store(p, v);
-    };
+    const auto ld = [&](const T* p, T fill) { return load_n<T>(p, r, fill); };
+    const auto st = [&](T* p, V v) { store_n<T>(p, r, v); };
     const V x = ld(a.input + i, T(0.5));  // the fills are valid probabilities
     const V t = ld(a.target + i, T(0.5));
     if constexpr (P::checks_range) {
@@ -214,16 +209,16 @@ int run_range(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_s
     V qv = S::set(T(1));
     if constexpr (HasPW) qv = ld(q + j, T(1));
     V l = S::zero(), g = S::zero();
-    if constexpr (op == BinaryOp::loss) l = P::loss(x, t, qv);
-    if constexpr (op == BinaryOp::loss_and_grad) P::loss_and_grad(x, t, qv, l, g);
-    if constexpr (op == BinaryOp::grad_input) g = P::grad_input(x, t, qv);
-    if constexpr (op == BinaryOp::grad_target) g = P::grad_target(x, t, qv);
+    if constexpr (op == LossOp::loss) l = P::loss(x, t, qv);
+    if constexpr (op == LossOp::loss_and_grad) P::loss_and_grad(x, t, qv, l, g);
+    if constexpr (op == LossOp::grad_input) g = P::grad_input(x, t, qv);
+    if constexpr (op == LossOp::grad_target) g = P::grad_target(x, t, qv);
     if constexpr (HasW) {
       const V wv = ld(w + j, T(0));
       if constexpr (want_loss) l = mul0<T>(wv, l);
       // The input gradient is always finite; the target gradient can be infinite.
-      if constexpr (op == BinaryOp::grad_target) g = mul0<T>(wv, g);
-      if constexpr (op == BinaryOp::grad_input || op == BinaryOp::loss_and_grad) g = wv * g;
+      if constexpr (op == LossOp::grad_target) g = mul0<T>(wv, g);
+      if constexpr (op == LossOp::grad_input || op == LossOp::loss_and_grad) g = wv * g;
     }
     if constexpr (want_grad) {
       V gs = scale;
@@ -231,14 +226,7 @@ int run_range(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_s
       st(a.grad_out + i, g * gs);  // after every load of element i: grad_out may be input
     }
     if constexpr (store_loss) st(a.loss_out + i, l);
-    if constexpr (want_loss && !store_loss) {
-      if constexpr (Tail) {  // zero the lanes past the end before they reach the sum
-        T tmp[S::W];
-        S::store_tail(tmp, r, l);
-        l = S::load_tail(tmp, r, T(0));
-      }
-      out.loss = l;
-    }
+    if constexpr (want_loss && !store_loss) out.loss = keep_lanes<T>(l, r);
     return out;
   };
 
@@ -256,9 +244,7 @@ int run_range(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_s
     const int64_t len = std::min(kBlock, end - b);
     const T* w = HasW ? wc.at(b, len) : nullptr;
     const T* q = HasPW ? qc.at(b, len) : nullptr;
-    int64_t j = 0;
-    for (; j + S::W <= len; j += S::W) collect(vec(std::false_type{}, b + j, j, S::W, w, q));
-    if (j < len) collect(vec(std::true_type{}, b + j, j, len - j, w, q));
+    vec_loop<T>(len, [&](int64_t j, auto r) { collect(vec(b + j, j, r, w, q)); });
   }
   if constexpr (want_loss && !store_loss) *loss_sum += S::acc_sum(acc);
   return (S::any(bad_x) ? kBinaryBadInput : 0) | (S::any(bad_t) ? kBinaryBadTarget : 0);
@@ -269,9 +255,9 @@ int with_bool(bool b, F&& f) {
   return b ? f(std::true_type{}) : f(std::false_type{});
 }
 
-template <class T, template <class, bool> class Loss, BinaryOp op>
+template <class T, template <class, bool> class Loss, LossOp op>
 int run_op(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
-  constexpr bool grad_op = op == BinaryOp::grad_input || op == BinaryOp::grad_target;
+  constexpr bool grad_op = op == LossOp::grad_input || op == LossOp::grad_target;
   const bool ext = grad_op ? a.grad_output != nullptr : a.loss_out != nullptr;
   return with_bool(a.weight.data != nullptr, [&](auto w) {
     return with_bool(a.pos_weight.data != nullptr, [&](auto q) {
@@ -288,16 +274,16 @@ int run_op(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum)
 }
 
 template <class T, template <class, bool> class Loss>
-int run(BinaryOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+int run(LossOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   switch (op) {
-    case BinaryOp::loss:
-      return run_op<T, Loss, BinaryOp::loss>(a, begin, end, loss_sum);
-    case BinaryOp::grad_input:
-      return run_op<T, Loss, BinaryOp::grad_input>(a, begin, end, loss_sum);
-    case BinaryOp::grad_target:
-      return run_op<T, Loss, BinaryOp::grad_target>(a, begin, end, loss_sum);
-    case BinaryOp::loss_and_grad:
-      return run_op<T, Loss, BinaryOp::loss_and_grad>(a, begin, end, loss_sum);
+    case LossOp::loss:
+      return run_op<T, Loss, LossOp::loss>(a, begin, end, loss_sum);
+    case LossOp::grad_input:
+      return run_op<T, Loss, LossOp::grad_input>(a, begin, end, loss_sum);
+    case LossOp::grad_target:
+      return run_op<T, Loss, LossOp::grad_target>(a, begin, end, loss_sum);
+    case LossOp::loss_and_grad:
+      return run_op<T, Loss, LossOp::loss_and_grad>(a, begin, end, loss_sum);
   }
   return 0;
 }
@@ -306,15 +292,10 @@ template <class T>
 int check_probs(const T* input, const T* target, int64_t n) {
   using S = Simd<T>;
   auto bad_x = no_lanes<T>(), bad_t = no_lanes<T>();
-  int64_t i = 0;
-  for (; i + S::W <= n; i += S::W) {
-    bad_x = S::mask_or(bad_x, outside_unit<T>(S::load(input + i)));
-    bad_t = S::mask_or(bad_t, outside_unit<T>(S::load(target + i)));
-  }
-  if (i < n) {
-    bad_x = S::mask_or(bad_x, outside_unit<T>(S::load_tail(input + i, n - i, T(0))));
-    bad_t = S::mask_or(bad_t, outside_unit<T>(S::load_tail(target + i, n - i, T(0))));
-  }
+  vec_loop<T>(n, [&](int64_t i, auto r) {  // the tail's fill, 0, is a valid probability
+    bad_x = S::mask_or(bad_x, outside_unit<T>(load_n<T>(input + i, r, T(0))));
+    bad_t = S::mask_or(bad_t, outside_unit<T>(load_n<T>(target + i, r, T(0))));
+  });
   return (S::any(bad_x) ? kBinaryBadInput : 0) | (S::any(bad_t) ? kBinaryBadTarget : 0);
 }
 

@@ -38,6 +38,7 @@
 #include <cstdint>
 
 #include "isa_list.h"
+#include "kernels/loss_op.h"
 
 namespace logitops {
 
@@ -49,8 +50,6 @@ struct BroadcastView {
   int64_t period;
   int64_t block;
 };
-
-enum class BinaryOp : int { loss = 0, grad_input = 1, grad_target = 2, loss_and_grad = 3 };
 
 template <class T>
 struct BinaryArgs {
@@ -72,8 +71,8 @@ struct BinaryKernels {
   // Elements [begin, end) of op: writes loss_out / grad_out there, or adds the loss of those
   // elements to *loss_sum (loss_out null). Returns BinaryStatus bits: probabilities (input or
   // target) outside [0, 1] or NaN; the outputs are then unspecified. logits never fail.
-  int (*probs)(BinaryOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
-  int (*logits)(BinaryOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
+  int (*probs)(LossOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
+  int (*logits)(LossOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
   // The probability check alone over [0, n), for calls that overwrite their input.
   int (*check_probs)(const T* input, const T* target, int64_t n);
 };

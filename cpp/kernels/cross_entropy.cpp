@@ -14,224 +14,12 @@
 
 #include <algorithm>
 
-#include "kernels/row_softmax.h"
+#include "kernels/cross_entropy_parts.h"
 
 namespace logitops {
 namespace LO_TARGET {
 namespace {
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr int64_t K = kCeMaxLanes;  // samples per group at most
-
-// ----------------------------------------------------------------------------- loop helpers
-
-// The width of a full vector as a type, so full-width bodies compile without masks.
-struct Full {};
-
-template <class T>
-inline typename Simd<T>::V load_n(const T* p, Full, T) { return Simd<T>::load(p); }
-template <class T>
-inline typename Simd<T>::V load_n(const T* p, int64_t r, T fill) { return Simd<T>::load_tail(p, r, fill); }
-template <class T>
-inline void store_n(T* p, Full, typename Simd<T>::V v) { Simd<T>::store(p, v); }
-template <class T>
-inline void store_n(T* p, int64_t r, typename Simd<T>::V v) { Simd<T>::store_tail(p, r, v); }
-// v in the first r lanes, 0 in the others.
-template <class T>
-inline typename Simd<T>::V keep_lanes(typename Simd<T>::V v, Full) { return v; }
-template <class T>
-inline typename Simd<T>::V keep_lanes(typename Simd<T>::V v, int64_t r) {
-  using S = Simd<T>;
-  T ones[S::W];
-  for (auto& o : ones) o = T(1);
-  return S::select(S::gt(S::load_tail(ones, r, T(0)), S::zero()), v, S::zero());
-}
-
-// f(i, Full{}) for each full vector of [0, n), then f(i, r) for the r-lane tail.
-template <class T, class F>
-inline void vec_loop(int64_t n, F f) {
-  constexpr int64_t W = Simd<T>::W;
-  int64_t i = 0;
-  for (; i + W <= n; i += W) f(i, Full{});
-  if (i < n) f(i, n - i);
-}
-
-// The shifted exps and the second row pass (shifted_exp, row_others) live in row_softmax.h,
-// shared with the primitives.
-
-// ----------------------------------------------------------------------------- per-class terms
-
-// What a call needs besides the logits and class targets: which terms exist is known at
-// compile time, so the hot loops carry none of the others.
-template <bool Weighted, bool Prob, bool Smooth>
-struct Mode {
-  static constexpr bool weighted = Weighted;
-  static constexpr bool prob = Prob;
-  // The loss has a sum_j a_j d_j term and the gradient an a_j term.
-  static constexpr bool dot = Prob || Smooth;
-};
-
-// a_j = w_j q_j: w_j (1 without weight) times, for probability targets, q_j = t_j alpha + beta
-// (alpha = 1 - e, beta = e/C). For class targets with smoothing a_j = w_j.
-template <class Md, class T>
-inline typename Simd<T>::V class_coef(typename Simd<T>::V w, typename Simd<T>::V t, typename Simd<T>::V alpha,
-                                      typename Simd<T>::V beta) {
-  using S = Simd<T>;
-  const auto q = Md::prob ? S::fma(t, alpha, beta) : S::set(T(1));
-  if constexpr (Md::weighted) return Md::prob ? w * q : w;
-  return q;
-}
-
-// d = x - m, 0 where x == m (the limit at an infinite maximum).
-template <class T>
-inline typename Simd<T>::V shifted(typename Simd<T>::V x, typename Simd<T>::V m) {
-  using S = Simd<T>;
-  return S::select(S::eq(x, m), S::zero(), x - m);
-}
-
-// a * d, 0 where a == 0 (the limit where d = -inf).
-template <class T>
-inline typename Simd<T>::V weighted_shift(typename Simd<T>::V a, typename Simd<T>::V d) {
-  using S = Simd<T>;
-  return S::select(S::eq(a, S::zero()), S::zero(), a * d);
-}
-
-// Compensated (Kahan) sums per lane, state in memory: for the lane layout, where the vector
-// layer's double accumulators (which only sum across lanes) do not apply.
-template <class T, class R>
-inline void kahan_add(T* sum, T* comp, int64_t l, R r, typename Simd<T>::V v) {
-  const auto s = load_n<T>(sum + l, r, T(0));
-  const auto c = load_n<T>(comp + l, r, T(0));
-  const auto y = v - c;
-  const auto t = s + y;
-  // Once a sum is infinite its compensation is inf - inf = NaN: drop it, the infinity stands
-  // (a NaN term still makes the sum NaN).
-  const auto cn = (t - s) - y;
-  store_n<T>(comp + l, r, Simd<T>::select(Simd<T>::isnan(cn), Simd<T>::zero(), cn));
-  store_n<T>(sum + l, r, t);
-}
-
-// ----------------------------------------------------------------------------- a group of samples
-
-template <class T>
-struct Group {
-  int64_t count = 0;  // samples s0 .. s0 + count - 1
-  int64_t s0 = 0;
-  T m[K];             // maximum logit
-  T xy[K];            // logit at the target (class targets)
-  int64_t y[K];
-  bool valid[K];      // not ignored
-  double others[K];   // Z - 1
-  double dot[K];      // sum_j a_j d_j
-  double asum[K];     // S = sum_j a_j (probability targets)
-  double L[K];        // log1p(others)
-  // Gradient coefficients (finalize): e_j * coef - sub * a_j; for the target element
-  // A (p_y - 1) + B (W p_y - w_y); grad_target: coef (L - d_j) w_j.
-  T coef[K], sub[K], keep[K], Lt[K];
-  double A[K], B[K];
-};
-
-template <class T>
-struct Params {
-  T alpha, beta;     // q = t alpha + beta
-  double keep;       // 1 - e
-  double spread;     // e / C
-};
-
-template <class T>
-Params<T> params(const CeArgs<T>& a) {
-  const double e = a.label_smoothing;
-  const double spread = a.classes > 0 ? e / static_cast<double>(a.classes) : 0.0;
-  return {static_cast<T>(1.0 - e), static_cast<T>(spread), 1.0 - e, spread};
-}
-
-// Step 2 of the file comment. Writes or sums the losses when want_loss.
-template <class T, class Md>
-void finalize(CeOp op, const CeArgs<T>& a, const Params<T>& pr, Group<T>& g, bool want_loss, double* loss_sum) {
-  vec_loop<double>(g.count, [&](int64_t k, auto r) {
-    store_n<double>(g.L + k, r, vlog1p<double>(load_n<double>(g.others + k, r, 0.0)));
-  });
-  const double W = a.weight_total;
-  double sum = 0.0;
-  for (int64_t k = 0; k < g.count; ++k) {
-    const int64_t s = g.s0 + k;
-    double loss = 0.0, coef = 0.0, sub = 0.0, A = 0.0, B = 0.0;
-    if (g.valid[k]) {
-      const double gk = (a.grad_output ? static_cast<double>(a.grad_output[s]) : 1.0) * a.grad_scale;
-      const double L = g.L[k], Z = 1.0 + g.others[k];
-      if (g.m[k] == -std::numeric_limits<T>::infinity() && a.classes > 0) {
-        loss = coef = sub = A = B = kNaN;  // all -inf: no limit
-      } else if (op == CeOp::grad_target) {
-        coef = gk * pr.keep;
-      } else if (Md::prob) {
-        loss = (g.asum[k] == 0.0 ? 0.0 : g.asum[k] * L) - g.dot[k];
-        coef = gk * g.asum[k] / Z;
-        sub = gk;
-      } else {
-        const double dy = g.xy[k] == g.m[k] ? 0.0 : static_cast<double>(g.xy[k]) - static_cast<double>(g.m[k]);
-        const double wy = Md::weighted ? static_cast<double>(a.weight[g.y[k]]) : 1.0;
-        const double nll = L - dy;
-        if (Md::dot) {
-          loss = pr.keep * wy * nll + pr.spread * (W * L - g.dot[k]);
-          A = pr.keep * wy * gk;
-          B = pr.spread * gk;
-        } else {
-          loss = wy * nll;
-          A = wy * gk;
-        }
-        // Without smoothing B is 0 and W (which sums every class's weight, NaN ones included)
-        // must not enter: torch's gradient never touches the weights of other classes.
-        coef = (Md::dot ? A + B * W : A) / Z;
-        sub = B;
-      }
-    }
-    if (want_loss) {
-      if (a.loss_out) a.loss_out[s] = static_cast<T>(loss); else sum += loss;
-    }
-    g.coef[k] = static_cast<T>(coef);
-    g.sub[k] = static_cast<T>(sub);
-    g.keep[k] = g.valid[k] ? T(1) : T(0);
-    g.Lt[k] = static_cast<T>(g.L[k]);
-    g.A[k] = A;
-    g.B[k] = B;
-  }
-  *loss_sum += sum;
-}
-
-// The gradient at the target class: A (p_y - 1) + B (W p_y - w_y), with e_y = exp(d_y) as
-// stored by pass 2. When y is a maximum e_y = 1 and p_y - 1 = -others / Z exactly; otherwise
-// Z - e_y = 1 + (others - e_y) >= 1 does not cancel either.
-template <class T, class Md>
-T target_grad(const CeArgs<T>& a, const Group<T>& g, int64_t k, double ey) {
-  const double others = g.others[k], Z = 1.0 + others;
-  const double pm1 = (g.xy[k] == g.m[k] ? -others : -(1.0 + (others - ey))) / Z;
-  double v = g.A[k] * pm1;
-  if (Md::dot) {
-    const double wy = Md::weighted ? static_cast<double>(a.weight[g.y[k]]) : 1.0;
-    v += g.B[k] * (a.weight_total * (ey / Z) - wy);
-  }
-  return static_cast<T>(v);
-}
-
-// ----------------------------------------------------------------------------- rows (inner == 1)
-
-// sum_j a_j d_j and S = sum_j a_j over a row with maximum m.
-template <class T, class Md>
-void row_dot(const T* x, const T* w, const T* t, int64_t n, T m, const Params<T>& pr, double* dot, double* asum) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  const V mv = S::set(m), al = S::set(pr.alpha), be = S::set(pr.beta);
-  auto acc_d = S::acc_zero(), acc_s = S::acc_zero();
-  vec_loop<T>(n, [&](int64_t i, auto r) {
-    const V wv = Md::weighted ? load_n<T>(w + i, r, T(0)) : S::zero();
-    const V tv = Md::prob ? load_n<T>(t + i, r, T(0)) : S::zero();
-    const V av = keep_lanes<T>(class_coef<Md, T>(wv, tv, al, be), r);
-    S::acc_add(acc_d, weighted_shift<T>(av, shifted<T>(load_n<T>(x + i, r, m), mv)));
-    if (Md::prob) S::acc_add(acc_s, av);
-  });
-  *dot = S::acc_sum(acc_d);
-  *asum = S::acc_sum(acc_s);
-}
 
 // Rows per group: enough to amortize the group's bookkeeping, few enough that the rows are
 // still in cache when the gradient pass comes back to them.
@@ -240,12 +28,12 @@ inline int64_t row_group(int64_t classes, int64_t itemsize) {
 }
 
 template <class T, class Md>
-void ce_rows(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+void ce_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   using S = Simd<T>;
   using V = typename S::V;
   const int64_t C = a.classes;
-  const bool grad = op == CeOp::grad_input || op == CeOp::loss_and_grad;
-  const bool want_loss = op == CeOp::loss || op == CeOp::loss_and_grad;
+  const bool grad = op == LossOp::grad_input || op == LossOp::loss_and_grad;
+  const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
   const Params<T> pr = params(a);
   const V al = S::set(pr.alpha), be = S::set(pr.beta);
   const int64_t G = row_group(C, sizeof(T));
@@ -259,7 +47,7 @@ void ce_rows(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* lo
       g.others[k] = g.dot[k] = g.asum[k] = 0.0;
       g.m[k] = g.xy[k] = T(0);
       g.y[k] = Md::prob ? 0 : a.target[r];
-      g.valid[k] = Md::prob || g.y[k] != a.ignore_index;
+      g.valid[k] = Md::prob || counts_target(a, g.y[k]);
       if (!g.valid[k]) continue;
       const T m = row_max(xr, C);
       g.m[k] = m;
@@ -294,7 +82,7 @@ void ce_rows(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* lo
         if (!Md::prob) o[g.y[k]] = target_grad<T, Md>(a, g, k, ey);
       }
     }
-    if (op == CeOp::grad_target) {
+    if (op == LossOp::grad_target) {
       for (int64_t k = 0; k < g.count; ++k) {
         const int64_t r = r0 + k;
         const T* xr = a.input + r * C;
@@ -385,14 +173,14 @@ void lanes_exp(const T* x, int64_t C, int64_t inner, int64_t nl, const T* m, T* 
 }
 
 template <class T, class Md>
-void ce_lanes(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+void ce_lanes(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   using S = Simd<T>;
   using V = typename S::V;
   const int64_t C = a.classes, inner = a.inner;
   const int64_t B = ce_lane_block(C, inner, sizeof(T));
   const int64_t nb = (inner + B - 1) / B;
-  const bool grad = op == CeOp::grad_input || op == CeOp::loss_and_grad;
-  const bool want_loss = op == CeOp::loss || op == CeOp::loss_and_grad;
+  const bool grad = op == LossOp::grad_input || op == LossOp::loss_and_grad;
+  const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
   const Params<T> pr = params(a);
   const V al = S::set(pr.alpha), be = S::set(pr.beta);
   Group<T> g;
@@ -407,7 +195,7 @@ void ce_lanes(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* l
     g.s0 = n * inner + i0;
     for (int64_t l = 0; l < nl; ++l) {
       g.y[l] = Md::prob ? 0 : a.target[g.s0 + l];
-      g.valid[l] = Md::prob || g.y[l] != a.ignore_index;
+      g.valid[l] = Md::prob || counts_target(a, g.y[l]);
     }
     lanes_max(x, C, inner, nl, g.m);
     if (Md::dot) lanes_dot<T, Md>(a, x, t, nl, g.m, pr, g.dot, g.asum);
@@ -435,7 +223,7 @@ void ce_lanes(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* l
         for (int64_t l = 0; l < nl; ++l)
           if (g.valid[l]) E[g.y[l] * inner + l] = target_grad<T, Md>(a, g, l, ey[l]);
     }
-    if (op == CeOp::grad_target) {
+    if (op == LossOp::grad_target) {
       T* o = a.grad_out + off;
       for (int64_t c = 0; c < C; ++c) {
         const T* row = x + c * inner;
@@ -466,7 +254,7 @@ void with_mode(const CeArgs<T>& a, F f) {
 }
 
 template <class T>
-void cross_entropy_units(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+void cross_entropy_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   with_mode(a, [&](auto md) {
     using Md = decltype(md);
     if (a.inner == 1) ce_rows<T, Md>(op, a, begin, end, loss_sum); else ce_lanes<T, Md>(op, a, begin, end, loss_sum);
@@ -475,20 +263,22 @@ void cross_entropy_units(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end
 
 // NLL reads one element per sample: loss -w_y x_y; the gradient is zero but -g w_y at y.
 template <class T>
-void nll_units(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+void nll_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   const int64_t C = a.classes, inner = a.inner;
   const int64_t B = inner == 1 ? 1 : ce_lane_block(C, inner, sizeof(T));
   const int64_t nb = (inner + B - 1) / B;
-  const bool grad = op == CeOp::grad_input || op == CeOp::loss_and_grad;
-  const bool want_loss = op == CeOp::loss || op == CeOp::loss_and_grad;
+  const bool grad = op == LossOp::grad_input || op == LossOp::loss_and_grad;
+  const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
   double wy[K];
+  int64_t ys[K];
   double sum = 0.0;
   for (int64_t u = begin; u < end; ++u) {
     const int64_t n = u / nb, i0 = (u % nb) * B, nl = std::min(B, inner - i0);
     const int64_t off = n * C * inner + i0, s0 = n * inner + i0;
     for (int64_t l = 0; l < nl; ++l) {
-      const int64_t y = a.target[s0 + l];
-      const bool valid = y != a.ignore_index;
+      const int64_t y = a.target[s0 + l];  // read once (see counts_target)
+      const bool valid = counts_target(a, y);
+      ys[l] = valid ? y : -1;
       wy[l] = valid ? (a.weight ? static_cast<double>(a.weight[y]) : 1.0) : 0.0;
       if (!want_loss) continue;
       // Read before the gradient below overwrites the slab (out may be the input).
@@ -498,10 +288,9 @@ void nll_units(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* 
     if (!grad) continue;
     for (int64_t c = 0; c < C; ++c) std::fill(a.grad_out + off + c * inner, a.grad_out + off + c * inner + nl, T(0));
     for (int64_t l = 0; l < nl; ++l) {
-      const int64_t y = a.target[s0 + l];
-      if (y == a.ignore_index) continue;
+      if (ys[l] < 0) continue;
       const double gk = (a.grad_output ? static_cast<double>(a.grad_output[s0 + l]) : 1.0) * a.grad_scale;
-      a.grad_out[off + y * inner + l] = static_cast<T>(-wy[l] * gk);
+      a.grad_out[off + ys[l] * inner + l] = static_cast<T>(-wy[l] * gk);
     }
   }
   *loss_sum += sum;
@@ -524,9 +313,17 @@ int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* we
   return bad;
 }
 
+// W = sum_c weight[c], in class order (its rounding does not depend on the thread count).
+template <class T>
+double class_weight_sum(const T* weight, int64_t classes) {
+  double s = 0.0;
+  for (int64_t c = 0; c < classes; ++c) s += static_cast<double>(weight[c]);
+  return s;
+}
+
 template <class T>
 constexpr CrossEntropyKernels<T> make_kernels() {
-  return {check_targets<T>, cross_entropy_units<T>, nll_units<T>};
+  return {check_targets<T>, class_weight_sum<T>, cross_entropy_units<T>, nll_units<T>};
 }
 
 }  // namespace

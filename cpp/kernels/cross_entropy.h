@@ -38,10 +38,9 @@
 #include <cstdint>
 
 #include "isa_list.h"
+#include "kernels/loss_op.h"
 
 namespace logitops {
-
-enum class CeOp : int { loss = 0, grad_input = 1, grad_target = 2, loss_and_grad = 3 };
 
 template <class T>
 struct CeArgs {
@@ -79,10 +78,12 @@ struct CrossEntropyKernels {
   // Samples [begin, end): the first whose class target is neither ignore_index nor in [0, C),
   // or -1. Adds weight[target] (1 without weight) over the non-ignored samples to *weight_sum.
   int64_t (*check_targets)(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum);
+  // W = sum_c weight[c] (the label-smoothing term's total weight).
+  double (*class_weight_sum)(const T* weight, int64_t classes);
   // Units [begin, end) of op (targets already checked): writes loss_out / grad_out there, or adds
   // the losses to *loss_sum. grad_target is for probability targets only.
-  void (*cross_entropy)(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
-  void (*nll_loss)(CeOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
+  void (*cross_entropy)(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
+  void (*nll_loss)(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
 };
 
 struct CrossEntropyTable {

@@ -112,7 +112,7 @@ void softmax_backward_rows(const T* grad, const T* x, int64_t rows, int64_t cols
 template <class T>
 inline SigmoidPair<T> sigmoid_pair(typename Simd<T>::V x) {
   // sigmoid(-|x|) = e / (1 + e) is e itself once e is tiny: subnormal results are kept.
-  return sigmoid_pair_from_exp<T>(x, vexp_nonpos_subnormal<T>(-Simd<T>::abs(x)));
+  return sigmoid_pair_from_exp<T>(x, vexp_nonpos<T>(-Simd<T>::abs(x)));
 }
 
 template <class T>
@@ -137,7 +137,7 @@ template <class T>
 void sigmoid_backward_n(const T* grad, const T* x, int64_t n, T* out) {
   using S = Simd<T>;
   map_binary(grad, x, n, out, [](typename S::V g, typename S::V v) {
-    const auto e = vexp_nonpos_subnormal<T>(-S::abs(v));  // e / (1 + e)^2 = e when e is subnormal
+    const auto e = vexp_nonpos<T>(-S::abs(v));  // e / (1 + e)^2 = e when e is subnormal
     const auto q = S::set(T(1)) + e;
     return g * (e / (q * q));
   });

@@ -139,21 +139,19 @@ inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, doub
   auto skip_max = [&](V e, int64_t i) { return S::select(S::eq(lanes, S::set(static_cast<T>(jmax - i))), S::zero(), e); };
   auto acc = S::acc_zero(), dot = S::acc_zero(), gs = S::acc_zero();
   // One vector of exps (scaled by 2^k) at i with r lanes: stored and the gradient sums taken.
-  auto exps = [&](int64_t i, auto load, auto store) {
-    const V e = shifted_exp<T>(load(x + i, -std::numeric_limits<T>::infinity()), mv);
+  auto exps = [&](int64_t i, auto r) {
+    const V e = shifted_exp<T>(load_n<T>(x + i, r, -std::numeric_limits<T>::infinity()), mv);
     if constexpr (StoreE || WithG) {
       const V eu = e * unscale;
-      if constexpr (StoreE) store(E + i, eu);
+      if constexpr (StoreE) store_n<T>(E + i, r, eu);
       if constexpr (WithG) {
-        const V gv = load(G + i, T(0));
+        const V gv = load_n<T>(G + i, r, T(0));
         S::acc_add(dot, gv * eu);
         S::acc_add(gs, gv);
       }
     }
     return e;
   };
-  auto full_load = [](const T* p, T) { return S::load(p); };
-  auto full_store = [](T* p, V v) { S::store(p, v); };
   constexpr int kVectors = 4;               // vectors a block, summed in T pairwise below
   constexpr int64_t B = kVectors * W;        // elements a block
   constexpr int64_t line = 64 / sizeof(T);  // elements a cache line
@@ -163,7 +161,7 @@ inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, doub
       for (int64_t p = 0; p < B; p += line) __builtin_prefetch(warm + i + p, 1, 3);
     V e[kVectors];
     for (int k = 0; k < kVectors; ++k) {
-      e[k] = exps(i + k * W, full_load, full_store);
+      e[k] = exps(i + k * W, Full{});
       if (holds_max) e[k] = skip_max(e[k], i + k * W);
     }
     S::acc_add(acc, (e[0] + e[1]) + (e[2] + e[3]));
@@ -173,13 +171,12 @@ inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, doub
   for (; i < std::min(bmax, full); i += B) block(i, false);
   if (bmax < full) block(i, true), i += B;
   for (; i < full; i += B) block(i, false);
-  for (; i < n; i += W) {
-    const int64_t r = std::min<int64_t>(W, n - i);
-    V e = exps(i, [r](const T* p, T fill) { return S::load_tail(p, r, fill); },
-               [r](T* p, V v) { S::store_tail(p, r, v); });
-    if (static_cast<uint64_t>(jmax - i) < static_cast<uint64_t>(W)) e = skip_max(e, i);
+  // The rest (fewer than B elements): full vectors, then the tail.
+  vec_loop<T>(n - i, [&](int64_t k, auto r) {
+    V e = exps(i + k, r);
+    if (static_cast<uint64_t>(jmax - (i + k)) < static_cast<uint64_t>(W)) e = skip_max(e, i + k);
     S::acc_add(acc, e);
-  }
+  });
   if constexpr (WithG) {
     *g_dot_e = S::acc_sum(dot);
     *g_sum = S::acc_sum(gs);

@@ -1,7 +1,8 @@
 // Vectorized exp, log1p and log over the vector layer, written once for float and double.
 //
 // Contract (proved by tests/test_vmath.py against float64 / mpmath over the whole range):
-//   vexp_nonpos(d)  as vexp for d <= 0 with normal results; 0 where exp(d) < FLT_MIN (DBL_MIN).
+//   vexp_nonpos(d)  as vexp for d <= 0: the same ulp bound for normal results, a subnormal
+//             result within one subnormal spacing (rounded once), 0 below; NaN -> NaN.
 //   vexp(x)   float: <= 1 ulp on [-87.3, 88.72] (normal results), correctly underflows
 //             to subnormals and 0 below, +inf above 88.7228; double: <= 1 ulp on
 //             [-708.39, 709.78], subnormal/0 below, +inf above.  exp(0) == 1 exactly,
@@ -9,9 +10,6 @@
 //             multiply-add: there vexp is <= 1.5 ulp (measured 1.19 float, 1.11 double).
 //   vlog1p(x) <= 2 ulp for x > -1; log1p(-1) = -inf, x < -1 -> NaN, +inf -> +inf,
 //             NaN -> NaN, signed zeros and tiny x returned exactly.
-//   vexp_nonpos_subnormal(d)  as vexp_nonpos where exp(d) is normal (bit for bit), and a
-//             subnormal result within one subnormal spacing (rounded once) below; 0 below
-//             half the smallest subnormal.
 //   vsoftplus(z) = log(1 + exp(z)) <= 2 ulp where the result is normal, within one subnormal
 //             spacing where it is subnormal; vlog1p_unit(e) is log1p for e in [0, 1] only (no
 //             special values but NaN).
@@ -126,35 +124,17 @@ LO_INLINE typename Simd<T>::V vexp(typename Simd<T>::V x) {
   return (p * S::pow2i(n1)) * S::pow2i(n - n1);
 }
 
-// exp(d) for d <= 0 (or NaN), with results below the smallest normal number flushed to zero:
-// the shifted exponentials of softmax-shaped kernels and softplus, where such values are below
-// FLT_MIN (DBL_MIN). The hot path of every loss, so it is cut to the bone: n = round(d/ln2) comes
-// out of one fma against the magic number 1.5*2^mant_bits (which also leaves n + bias in the low
-// bits, ready to be shifted into 2^n), and the scaling is a single multiply (n >= -bias + 1).
+// exp(d) for d <= 0 (or NaN), subnormal results included: the exponentials of elementwise
+// functions whose result is exp(d) itself where that is tiny (softplus(z) for z < -87.3 in
+// float32, sigmoid(-|x|), sigmoid'(x), BCE-with-logits). The hot path of those, so it is cut to
+// the bone: n = round(d/ln2) comes out of one fma against the magic number 1.5*2^mant_bits
+// (which also leaves n + bias + kShift in the low bits, ready to be shifted into 2^(n + kShift)),
+// and the scaling is two multiplies: by 2^(n + kShift), normal for every n down to the underflow
+// threshold, then by 2^-kShift, exact for a normal result and the one rounding of a subnormal
+// one. (Flushing subnormals instead would cost a compare and a select in place of the second
+// multiply.)
 template <class T>
 LO_INLINE typename Simd<T>::V vexp_nonpos(typename Simd<T>::V d) {
-  using S = Simd<T>;
-  using C = MathConst<T>;
-  using V = typename S::V;
-  const V lo = S::set(C::exp_min_normal_arg);
-  const V magic = S::set(T(1.5) / std::numeric_limits<T>::epsilon() + T(C::bias));
-  const V dc = S::max(lo, d);  // NaN d survives (max returns its second operand)
-  const V t = S::fma(dc, S::set(C::log2e), magic);
-  const V n = t - magic;
-  V r = S::fma(n, S::set(-C::ln2_hi), dc);
-  r = S::fma(n, S::set(-C::ln2_lo), r);
-  return S::select(S::lt(d, lo), S::zero(), exp_small_poly<T>(r) * S::low_bits_to_exponent(t));
-}
-
-// exp(d) for d <= 0 (or NaN) with subnormal results: where exp(d) is normal, vexp_nonpos's
-// result bit for bit; below, rounded once to the subnormal (0 from half the smallest subnormal
-// down, -inf included). For the elementwise functions whose result is exp(d) itself there
-// (softplus(z) for z < -87.3 in float32, sigmoid(-|x|), sigmoid'(x)). No dearer than
-// vexp_nonpos: the magic number carries bias + kShift, so 2^(n + kShift) is normal for every n
-// down to the underflow threshold, and the one multiply by 2^-kShift (exact for normal
-// results) replaces vexp_nonpos's compare and select.
-template <class T>
-LO_INLINE typename Simd<T>::V vexp_nonpos_subnormal(typename Simd<T>::V d) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;
@@ -275,7 +255,7 @@ LO_INLINE typename Simd<T>::V vlog1p_unit(typename Simd<T>::V e) {
 template <class T>
 LO_INLINE typename Simd<T>::V vsoftplus(typename Simd<T>::V z) {
   using S = Simd<T>;
-  return S::max(S::zero(), z) + vlog1p_unit<T>(vexp_nonpos_subnormal<T>(-S::abs(z)));
+  return S::max(S::zero(), z) + vlog1p_unit<T>(vexp_nonpos<T>(-S::abs(z)));
 }
 
 // sigmoid(x) and sigmoid(-x) from e = exp(-|x|): r = 1/(1+e) is sigmoid(|x|) and e*r is

@@ -43,14 +43,16 @@ def isa() -> str:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads the kernels may use (>= 1). Results do not depend on it, bit for bit."""
+    """Threads the kernels may use (>= 1, at most 1024 are used). Results do not depend on it,
+    bit for bit."""
     import numbers
 
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    _core.set_num_threads(int(min(n, 1024)))
+    # The C++ side caps it (at 1024); this only keeps a huge Python int within a C int.
+    _core.set_num_threads(min(int(n), 2**31 - 1))
 
 
 def get_num_threads() -> int:

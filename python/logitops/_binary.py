@@ -32,7 +32,22 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _core
-from ._checks import FLOAT_DTYPES, check_out, check_reduction, contiguous, float_array, grad_scalar, result_dtype
+from ._checks import (
+    FLOAT_DTYPES,
+    LossKernel,
+    OP_GRAD_INPUT,
+    OP_GRAD_TARGET,
+    OP_LOSS,
+    OP_LOSS_AND_GRAD,
+    REDUCTION_CODES,
+    check_out,
+    check_reduction,
+    contiguous,
+    float_array,
+    grad_scalar,
+    reduce_loss,
+    result_dtype,
+)
 
 __all__ = [
     "binary_cross_entropy",
@@ -43,10 +58,7 @@ __all__ = [
     "binary_cross_entropy_with_logits_value_and_grad",
 ]
 
-# Operation codes of the kernels (BinaryOp in cpp/kernels/binary.h).
-_LOSS, _GRAD_INPUT, _GRAD_TARGET, _LOSS_AND_GRAD = 0, 1, 2, 3
-# Status bits of the kernels (BinaryStatus).
-_BAD_INPUT, _BAD_TARGET = 1, 2
+_BAD_INPUT, _BAD_TARGET = int(_core.BinaryStatus.bad_input), int(_core.BinaryStatus.bad_target)
 
 
 class _Weight(NamedTuple):
@@ -108,8 +120,9 @@ def _prepare(input: Any, target: Any, weight: Any, pos_weight: Any = None) -> _A
     # the time of a call on small inputs.
     if type(input) is np.ndarray and type(target) is np.ndarray and weight is None and pos_weight is None:
         dt = input.dtype
+        fi, ft = input.flags, target.flags
         if (dt in FLOAT_DTYPES and target.dtype == dt and input.shape == target.shape
-                and input.flags.c_contiguous and target.flags.c_contiguous):
+                and fi.c_contiguous and ft.c_contiguous and fi.aligned and ft.aligned):
             return _Args(input, target, _NO_WEIGHT, _NO_WEIGHT, dt, input.shape, input.size)
     input = float_array(input, "input")
     target = float_array(target, "target")
@@ -125,20 +138,15 @@ def _prepare(input: Any, target: Any, weight: Any, pos_weight: Any = None) -> _A
 
 def _check_wrt(wrt: Any) -> int:
     if wrt == "input":
-        return _GRAD_INPUT
+        return OP_GRAD_INPUT
     if wrt == "target":
-        return _GRAD_TARGET
+        return OP_GRAD_TARGET
     raise ValueError(f"wrt must be 'input' or 'target', got {wrt!r}")
 
 
-def _reduce(total: float, n: int, reduction: str, dtype: np.dtype) -> Any:
-    if reduction == "sum":
-        return dtype.type(total)
-    return dtype.type(total / n if n else np.nan)
-
-
 def _grad_output(grad_output: Any, a: _Args, reduction: str) -> tuple[np.ndarray | None, float, np.dtype]:
-    """(per-element upstream gradient or None, scale, computation dtype) for a backward call."""
+    """(per-element upstream gradient or None, scalar upstream gradient, computation dtype) for a
+    backward call."""
     if reduction == "none":
         # A Python float is weakly typed (it takes the computation's dtype, as in torch and
         # NumPy); NumPy scalars and arrays keep theirs and promote as arrays do.
@@ -153,8 +161,7 @@ def _grad_output(grad_output: Any, a: _Args, reduction: str) -> tuple[np.ndarray
             )
         dt = result_dtype(a.input, g)
         return contiguous(g, dt), 1.0, dt
-    g0 = grad_scalar(grad_output, a.dtype, reduction)
-    return None, (g0 / a.n if reduction == "mean" and a.n else g0), a.dtype
+    return None, grad_scalar(grad_output, a.dtype, reduction), a.dtype
 
 
 def _with_dtype(a: _Args, dt: np.dtype) -> _Args:
@@ -171,40 +178,43 @@ def _with_dtype(a: _Args, dt: np.dtype) -> _Args:
     )
 
 
-def _call(kernel: Any, op: int, a: _Args, grad_output: np.ndarray | None = None, scale: float = 1.0,
-          store_loss: bool = False, out: np.ndarray | None = None) -> tuple[float, Any, Any]:
-    total, loss, grad, status = kernel(op, a.input, a.target, a.weight.data, a.weight.period, a.weight.block,
-                                       a.pos_weight.data, a.pos_weight.period, a.pos_weight.block,
-                                       grad_output, scale, store_loss, out)
+def _call(kernel: LossKernel, op: int, a: _Args, reduction: str, grad_output: np.ndarray | None = None,
+          grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, np.ndarray | None]:
+    """(loss: reduced per `reduction`, or None for a gradient op; gradient or None)."""
+    total, divisor, status, losses, grad = kernel(
+        op, REDUCTION_CODES[reduction], a.input, a.target, a.weight.data, a.weight.period, a.weight.block,
+        a.pos_weight.data, a.pos_weight.period, a.pos_weight.block, grad_output, grad_value, out)
     # Probabilities are checked by the kernel as it reads them (when it writes over its input,
     # before the first write), as torch checks them.
     if status & _BAD_INPUT:
         raise ValueError("input: all elements should be probabilities between 0 and 1 (and not NaN)")
     if status & _BAD_TARGET:
         raise ValueError("target: all elements should be between 0 and 1 (and not NaN)")
-    return total, loss, grad
+    if op == OP_GRAD_INPUT or op == OP_GRAD_TARGET:
+        return None, grad
+    if reduction == "none":
+        return losses, grad
+    return reduce_loss(total, divisor, reduction, a.dtype), grad
 
 
-def _forward(kernel: Any, a: _Args, reduction: str) -> Any:
-    total, loss, _ = _call(kernel, _LOSS, a, store_loss=reduction == "none")
-    return loss if reduction == "none" else _reduce(total, a.n, reduction, a.dtype)
+def _forward(kernel: LossKernel, a: _Args, reduction: str) -> Any:
+    return _call(kernel, OP_LOSS, a, reduction)[0]
 
 
-def _backward(kernel: Any, grad_output: Any, a: _Args, reduction: str, wrt: Any) -> np.ndarray:
+def _backward(kernel: LossKernel, grad_output: Any, a: _Args, reduction: str, wrt: Any) -> np.ndarray:
     op = _check_wrt(wrt)
-    g, scale, dt = _grad_output(grad_output, a, reduction)
-    _, _, grad = _call(kernel, op, _with_dtype(a, dt), g, scale)
+    g, gv, dt = _grad_output(grad_output, a, reduction)
+    grad = _call(kernel, op, _with_dtype(a, dt), reduction, g, gv)[1]
+    assert grad is not None  # a gradient op returns one
     return grad
 
 
-def _value_and_grad(kernel: Any, a: _Args, reduction: str, out: Any) -> tuple[Any, np.ndarray]:
+def _value_and_grad(kernel: LossKernel, a: _Args, reduction: str, out: Any) -> tuple[Any, np.ndarray]:
     if out is not None:  # (building check_out's arguments for nothing costs a quarter µs a call)
         out = check_out(out, a.dtype, a.shape, a.input, True,
                         (("target", a.target), ("weight", a.weight.data), ("pos_weight", a.pos_weight.data)))
-    scale = 1.0 / a.n if reduction == "mean" and a.n else 1.0
-    total, loss, grad = _call(kernel, _LOSS_AND_GRAD, a, None, scale, reduction == "none", out)
-    if reduction != "none":
-        loss = _reduce(total, a.n, reduction, a.dtype)
+    loss, grad = _call(kernel, OP_LOSS_AND_GRAD, a, reduction, out=out)
+    assert grad is not None  # the fused op returns one
     return loss, grad
 
 

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import math
 import numbers
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from . import _core
+
+# numpy >= 1.25 has np.exceptions; older ones only the top-level name (removed in 2.0).
+AxisError: type[Exception] = getattr(getattr(np, "exceptions", np), "AxisError")
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 FLOAT_DTYPES = (_F32, _F64)
 REDUCTIONS = ("mean", "sum", "none")
+# A loss binding of _core: (loss_sum, divisor, status, losses or None, gradient or None).
+LossKernel = Callable[..., "tuple[float, float, int, np.ndarray | None, np.ndarray | None]"]
+
+# The bindings' codes, read once from the enums _core exports (plain ints: an enum member costs
+# ~0.1 µs per attribute access or comparison, and the small calls are a few µs in all).
+REDUCTION_CODES = {name: int(_core.Reduction[name]) for name in REDUCTIONS}
+OP_LOSS = int(_core.LossOp.loss)
+OP_GRAD_INPUT = int(_core.LossOp.grad_input)
+OP_GRAD_TARGET = int(_core.LossOp.grad_target)
+OP_LOSS_AND_GRAD = int(_core.LossOp.loss_and_grad)
 
 
 def float_array(a: Any, name: str) -> np.ndarray:
@@ -34,12 +50,31 @@ def result_dtype(*arrays: np.ndarray | None) -> np.dtype:
     return _F32
 
 
-def contiguous(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """A C-contiguous array of `dtype` with a's values (a itself when it already is one)."""
-    if a.dtype == dtype and a.flags.c_contiguous:
+def contiguous(a: np.ndarray, dtype: Any) -> np.ndarray:
+    """A C-contiguous, aligned array of `dtype` with a's values (a itself when it already is one).
+    Unaligned arrays (np.frombuffer at an odd offset) are legal NumPy, but the kernels read
+    elements through typed pointers: they get an aligned copy."""
+    if a.dtype == dtype and a.flags.c_contiguous and a.flags.aligned:
         return a
-    # ascontiguousarray turns a 0-d array into shape (1,): keep the shape.
+    # ascontiguousarray turns a 0-d array into shape (1,): keep the shape. It returns an
+    # unaligned array as it is, so the copy is asked for when that is the reason.
+    if a.dtype == dtype and a.flags.c_contiguous:
+        return a.copy()
     return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape)
+
+
+def reduce_loss(total: float, divisor: float, reduction: str, dtype: np.dtype) -> Any:
+    """A reduced loss as a NumPy scalar of `dtype`: the binding's loss sum for "sum", divided by
+    its divisor for "mean" (nan for nothing to average, as torch: 0/0; IEEE's signed infinity
+    for a nonzero sum over a zero total weight)."""
+    if reduction == "mean":
+        if divisor:
+            return dtype.type(total / divisor)
+        if total == 0 or total != total:
+            total = math.nan
+        else:
+            total = math.copysign(math.inf, total) * math.copysign(1.0, divisor)
+    return dtype.type(total)
 
 
 def check_reduction(reduction: Any) -> str:
@@ -85,7 +120,7 @@ def normalize_axes(ndim: int, axis: Any, name: str = "axis") -> tuple[int, ...]:
             raise TypeError(f"{name} must contain ints, got {type(a).__name__}")
         a = int(a)
         if not -nd <= a < nd:
-            raise np.exceptions.AxisError(f"{name} {a} is out of bounds for an array of dimension {ndim}")
+            raise AxisError(f"{name} {a} is out of bounds for an array of dimension {ndim}")
         out.append(a % nd)
     if len(set(out)) != len(out):
         raise ValueError(f"{name} {tuple(items)} has repeated entries")
@@ -107,6 +142,8 @@ def check_out(out: Any, dtype: np.dtype, shape: tuple[int, ...], input: np.ndarr
         raise ValueError(f"out has shape {out.shape}, expected {shape} (the shape of {input_name})")
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
+    if not out.flags.aligned:
+        raise ValueError("out must be aligned (its data address a multiple of its itemsize)")
     if not out.flags.writeable:
         raise ValueError("out must be writable")
     if out.size == 0:

@@ -34,7 +34,22 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._checks import FLOAT_DTYPES, check_out, check_reduction, contiguous, float_array, grad_scalar, result_dtype
+from ._checks import (
+    FLOAT_DTYPES,
+    LossKernel,
+    OP_GRAD_INPUT,
+    OP_GRAD_TARGET,
+    OP_LOSS,
+    OP_LOSS_AND_GRAD,
+    REDUCTION_CODES,
+    check_out,
+    check_reduction,
+    contiguous,
+    float_array,
+    grad_scalar,
+    reduce_loss,
+    result_dtype,
+)
 
 __all__ = [
     "cross_entropy",
@@ -45,9 +60,7 @@ __all__ = [
     "nll_loss_value_and_grad",
 ]
 
-# Operation codes (CeOp in cpp/kernels/cross_entropy.h) and reduction codes of the binding.
-_LOSS, _GRAD_INPUT, _GRAD_TARGET, _LOSS_AND_GRAD = 0, 1, 2, 3
-_REDUCTION = {"none": 0, "mean": 1, "sum": 2}
+_REDUCTION = REDUCTION_CODES
 _I64 = np.dtype(np.int64)
 _U64 = np.dtype(np.uint64)
 _F64 = np.dtype(np.float64)
@@ -74,12 +87,13 @@ class _Prepared:
 
 
 def _class_targets(target: np.ndarray, classes: int, ignore_index: int) -> np.ndarray:
-    """target as C-contiguous int64 (a view when it already is one)."""
+    """target as C-contiguous, aligned int64 (a view when it already is one)."""
     if target.dtype == _I64:
-        return target if target.flags.c_contiguous else np.ascontiguousarray(target)
-    if target.dtype == _U64 and target.size and int(target.max()) > _INT64_MAX:
-        # Casting would wrap these into negative numbers (maybe ignore_index): report the first
-        # target out of range, in order, as the kernel would.
+        f = target.flags
+        return target if f.c_contiguous and f.aligned else target.copy()  # copy(): C order, aligned
+    # uint64 in either byte order: casting would wrap values >= 2**63 into negative numbers
+    # (maybe ignore_index), so report the first target out of range, in order, as the kernel would.
+    if target.dtype.kind == "u" and target.dtype.itemsize == 8 and target.size and int(target.max()) > _INT64_MAX:
         flat = np.ravel(target)
         bad = flat >= np.uint64(classes) if classes >= 0 else np.ones(flat.shape, bool)
         if 0 <= ignore_index <= _INT64_MAX:
@@ -130,7 +144,8 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
             )
         p.target = _class_targets(target, p.classes, ignore_index)
         p.probs = None
-    elif kind == "f" and target.dtype in FLOAT_DTYPES:
+    elif kind == "f" and target.dtype.itemsize in (4, 8):
+        target = float_array(target, "target")  # byte-swapped: its values, in native order
         if nll:
             raise TypeError(f"target of nll_loss must have an integer dtype (class indices), got {target.dtype}")
         if target.shape != shape:
@@ -142,6 +157,11 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
             raise ValueError(
                 f"target has shape {target.shape} but input has shape {shape}: probability targets must "
                 "have the input's shape"
+            )
+        if ignore_index >= 0:
+            raise ValueError(
+                "ignore_index is not supported for floating point target (probabilities): got "
+                f"ignore_index={ignore_index}; only negative values, which no class has, are accepted"
             )
         dt = result_dtype(input, target) if dt != _F64 else dt
         p.target = None
@@ -169,7 +189,7 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
         # (N, C, d...) that is (N, d..., C) in memory (a torch-style channels-last or transposed
         # view): rows of C as they are, no transposing copy.
         moved = np.moveaxis(input, 1, -1)
-        if moved.flags.c_contiguous and moved.dtype == dt:
+        if moved.flags.c_contiguous and moved.flags.aligned and moved.dtype == dt:
             p.channels_last = True
             p.input = moved
             p.outer, p.inner = p.outer * p.inner, 1
@@ -194,12 +214,22 @@ def _check_label_smoothing(label_smoothing: Any) -> float:
     return ls
 
 
-def _run(kernel: Any, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
-         grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, Any]:
-    loss, grad = kernel(op, p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner, ignore_index,
-                        label_smoothing, _REDUCTION[reduction], grad_output, grad_value, out)
-    if loss is not None:
-        loss = p.dtype.type(loss) if reduction != "none" else loss.reshape(p.sample_shape)
+def _run(kernel: LossKernel, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
+         grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, np.ndarray | None]:
+    """(loss: reduced per `reduction`, or None for a gradient op; gradient or None)."""
+    total, divisor, bad, losses, grad = kernel(op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight,
+                                               p.outer, p.classes, p.inner, ignore_index, label_smoothing,
+                                               grad_output, grad_value, out)
+    if bad >= 0:
+        assert p.target is not None
+        raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
+    loss = None
+    if op == OP_LOSS or op == OP_LOSS_AND_GRAD:
+        if reduction == "none":
+            assert losses is not None  # stored for "none"
+            loss = losses.reshape(p.sample_shape)
+        else:
+            loss = reduce_loss(total, divisor, reduction, p.dtype)
     if grad is not None and p.channels_last:
         grad = np.moveaxis(grad, -1, 1)
     return loss, grad
@@ -240,7 +270,7 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | No
         check_reduction(reduction)
     ls = label_smoothing if label_smoothing.__class__ is float and 0.0 <= label_smoothing <= 1.0 else _check_label_smoothing(label_smoothing)
     p = _prepare(input, target, weight, ignore_index, False)
-    return _run(_core.cross_entropy, _LOSS, p, int(ignore_index), ls, reduction)[0]
+    return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction)[0]
 
 
 def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
@@ -257,8 +287,10 @@ def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarr
     if wrt == "target" and p.probs is None:
         raise ValueError("wrt='target' needs probability targets (class indices have no gradient)")
     g, gv = _grad_output(grad_output, p, reduction)
-    op = _GRAD_INPUT if wrt == "input" else _GRAD_TARGET
-    return _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv)[1]
+    op = OP_GRAD_INPUT if wrt == "input" else OP_GRAD_TARGET
+    grad = _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv)[1]
+    assert grad is not None  # a gradient op returns one
+    return grad
 
 
 def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
@@ -273,7 +305,9 @@ def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: 
     p = _prepare(input, target, weight, ignore_index, False, rows_ok=out is None)
     out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
                     (("target", p.target), ("target", p.probs), ("weight", p.weight)))
-    return _run(_core.cross_entropy, _LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
+    loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
+    assert grad is not None  # the fused op returns one
+    return loss, grad
 
 
 # ----------------------------------------------------------------------------- nll_loss
@@ -285,7 +319,7 @@ def nll_loss(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = 
     if reduction.__class__ is not str or reduction not in _REDUCTION:
         check_reduction(reduction)
     p = _prepare(input, target, weight, ignore_index, True)
-    return _run(_core.nll_loss, _LOSS, p, int(ignore_index), 0.0, reduction)[0]
+    return _run(_core.nll_loss, OP_LOSS, p, int(ignore_index), 0.0, reduction)[0]
 
 
 def nll_loss_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
@@ -294,7 +328,9 @@ def nll_loss_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, w
     reduction = check_reduction(reduction)
     p = _prepare(input, target, weight, ignore_index, True, _grad_dtype(grad_output, reduction))
     g, gv = _grad_output(grad_output, p, reduction)
-    return _run(_core.nll_loss, _GRAD_INPUT, p, int(ignore_index), 0.0, reduction, g, gv)[1]
+    grad = _run(_core.nll_loss, OP_GRAD_INPUT, p, int(ignore_index), 0.0, reduction, g, gv)[1]
+    assert grad is not None  # a gradient op returns one
+    return grad
 
 
 def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
@@ -306,4 +342,6 @@ def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.nd
     p = _prepare(input, target, weight, ignore_index, True, rows_ok=out is None)
     out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
                     (("target", p.target), ("target", p.probs), ("weight", p.weight)))
-    return _run(_core.nll_loss, _LOSS_AND_GRAD, p, int(ignore_index), 0.0, reduction, out=out)
+    loss, grad = _run(_core.nll_loss, OP_LOSS_AND_GRAD, p, int(ignore_index), 0.0, reduction, out=out)
+    assert grad is not None  # the fused op returns one
+    return loss, grad

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from . import _core
+
 from ._checks import check_out, contiguous, float_array, normalize_axes, result_dtype
 from ._rows import RowLayout
 
 Axis = Any  # int | tuple[int, ...] | None
+_Kernel = Callable[..., np.ndarray]  # a _core primitive
 
 
 def _scalar_or_array(out: np.ndarray) -> Any:
@@ -49,11 +51,10 @@ def _checked_out(out: Any, x: np.ndarray) -> np.ndarray | None:
     return check_out(out, x.dtype, x.shape, x, True, (), "x")
 
 
-def _row_map(fn: Any, x: Any, axis: Axis, out: Any) -> np.ndarray:
-    x = float_array(x, "x")
-    if out is not None:
-        out = _checked_out(out, x)
-    if axis == -1 and type(axis) is int and x.ndim and x.size and x.flags.c_contiguous:
+def _row_map(fn: _Kernel, x_arg: Any, axis: Axis, out_arg: Any) -> np.ndarray:
+    x = float_array(x_arg, "x")
+    out = None if out_arg is None else _checked_out(out_arg, x)
+    if axis == -1 and type(axis) is int and x.ndim and x.size and x.flags.c_contiguous and x.flags.aligned:
         # The common case: the rows are the array itself (and out's, written in place).
         cols = x.shape[-1]
         if out is None:
@@ -68,7 +69,7 @@ def _row_map(fn: Any, x: Any, axis: Axis, out: Any) -> np.ndarray:
     return out
 
 
-def _row_grad(fn: Any, grad_output: Any, x: Any, axis: Axis) -> np.ndarray:
+def _row_grad(fn: _Kernel, grad_output: Any, x: Any, axis: Axis) -> np.ndarray:
     x = float_array(x, "x")
     g = _grad_array(grad_output, x.dtype)
     if g.shape != x.shape:
@@ -109,14 +110,14 @@ def softmax_backward(grad_output: np.ndarray, x: np.ndarray, axis: Axis = -1) ->
     return _row_grad(_core.softmax_backward, grad_output, x, axis)
 
 
-def _elementwise(fn: Any, x: Any, out: Any) -> np.ndarray:
+def _elementwise(fn: _Kernel, x: Any, out: Any) -> np.ndarray:
     x = float_array(x, "x")
     if out is not None:
         out = _checked_out(out, x)
     return fn(contiguous(x, x.dtype), out)
 
 
-def _elementwise_grad(fn: Any, grad_output: Any, x: Any) -> np.ndarray:
+def _elementwise_grad(fn: _Kernel, grad_output: Any, x: Any) -> np.ndarray:
     x = float_array(x, "x")
     g = _grad_array(grad_output, x.dtype)
     if g.shape != x.shape:

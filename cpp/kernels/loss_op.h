@@ -1,0 +1,19 @@
+// The words every loss family shares across the Python/C++ boundary: which result a call
+// computes and how its losses are reduced. Exported to Python as _core.LossOp and
+// _core.Reduction (cpp/bind/module.cpp), so neither side keeps a copy of the codes.
+#pragma once
+
+namespace logitops {
+
+enum class LossOp : int { loss = 0, grad_input = 1, grad_target = 2, loss_and_grad = 3 };
+
+// none: per-sample losses are stored; mean: gradients are divided by the family's divisor
+// (returned to Python, which divides the loss sum by it); sum: neither.
+enum class Reduction : int { none = 0, mean = 1, sum = 2 };
+
+constexpr bool computes_loss(LossOp op) { return op == LossOp::loss || op == LossOp::loss_and_grad; }
+constexpr bool computes_grad(LossOp op) { return op != LossOp::loss; }
+// The backward ops, which take an upstream gradient (the fused op's is 1).
+constexpr bool takes_grad_output(LossOp op) { return op == LossOp::grad_input || op == LossOp::grad_target; }
+
+}  // namespace logitops
