@@ -354,7 +354,7 @@ def build(name: str, shape: Shape, dtype: type = np.float32, *, with_jax: bool =
     try:
         e = BY_NAME[name]
     except KeyError:
-        raise ValueError(f"unknown case {name!r}; known: {', '.join(BY_NAME)}") from None
+        raise ValueError(f"unknown case {name!r}; known: {', '.join(map(repr, BY_NAME))}") from None
     a = make_inputs(name, shape, dtype, e.args)
     arrays = [a[k] for k in e.args]
     n_el = math.prod(shape)
