@@ -19,9 +19,9 @@ import functools
 import math
 import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np

@@ -6,13 +6,13 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+from cases import Case
 
 import logitops as lo
-from cases import Case
 
 # Pause between samples on more than one thread: torch's OpenMP workers spin for a while after a
 # call and would take the second core from whichever library runs next (measured: our softmax

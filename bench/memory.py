@@ -54,10 +54,9 @@ def _trim() -> None:
 
 def _child(conn: Any, op: str, shape: tuple[int, ...], dtype: str, impl: str) -> None:
     try:
-        import numpy as np
-
         import cases  # bench/cases.py, preloaded by the server
         import harness
+        import numpy as np
 
         harness.set_threads(1)
         case = cases.build(op, shape, np.dtype(dtype).type, with_jax=False)

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-import logitops as lo
 from cases import Case, jax_lib, torch_lib
 from harness import SETTLE_S, Timing, memory_floor_s
+
+import logitops as lo
 
 MAIN_HEAD = ("| function | size | dtype | threads | logitops | torch | numpy | jax | vs torch | GB/s "
              "| × memory floor | peak RSS MB (ours / torch) |")

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import DTYPES, assert_close, dtype_id
+from _oracle import to_numpy, to_torch, torch_primitive, torch_vjp
 
 import logitops as lo
 from logitops._checks import normalize_axes
-
-from _helpers import DTYPES, assert_close, dtype_id
-from _oracle import to_numpy, to_torch, torch_primitive, torch_vjp
 
 ROW_FUNCS = ("logsumexp", "log_softmax", "softmax")
 ELEM_FUNCS = ("log_sigmoid", "sigmoid")
