@@ -54,19 +54,18 @@ def _trim() -> None:
 
 def _child(conn: Any, op: str, shape: tuple[int, ...], dtype: str, impl: str) -> None:
     try:
+        import cases  # bench/cases.py, preloaded by the server
+        import harness
         import numpy as np
 
-        import run as bench  # bench/run.py, preloaded by the server
-
-        bench.set_threads(1)
-        case = bench.make_case(op, shape, np.dtype(dtype).type)
-        if impl == "ours_out":
-            fn = case.ours
+        harness.set_threads(1)
+        case = cases.build(op, shape, np.dtype(dtype).type, with_jax=False)
+        fn = {"ours": case.ours_fresh or case.ours, "ours_out": case.ours if case.out is not None else None,
+              "torch": case.torch}.get(impl)
+        if fn is None:
+            raise ValueError(f"case {op!r} {shape} has no implementation {impl!r}")
+        if impl == "ours_out" and case.out is not None:
             case.out.fill(0)  # the caller's reusable buffer: resident before the call, like the inputs
-        elif impl == "ours":
-            fn = case.ours_fresh or case.ours
-        else:
-            fn = case.torch
         gc.collect()
         _trim()
         if _reset_peak():
@@ -95,7 +94,7 @@ def _context() -> Any:
             sys.path.insert(0, here)
         try:
             _CTX = mp.get_context("forkserver")
-            _CTX.set_forkserver_preload(["numpy", "torch", "logitops", "run"])
+            _CTX.set_forkserver_preload(["numpy", "torch", "logitops", "cases", "harness"])
         except ValueError:  # no forkserver on this platform: a fresh interpreter each time
             _CTX = mp.get_context("spawn")
     return _CTX
@@ -103,7 +102,7 @@ def _context() -> Any:
 
 def peak_mb(op: str, shape: tuple[int, ...], dtype: str, impl: str, timeout: float = 300.0) -> float | str:
     """Peak RSS increase (MB, 1e6 bytes) of two calls of `impl` ("ours", "ours_out", "torch") on the
-    case `op`/`shape`/`dtype` of bench/run.py, or an error message."""
+    case `op`/`shape`/`dtype` of bench/cases.py, or an error message."""
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
     p = ctx.Process(target=_child, args=(send, op, shape, dtype, impl))
@@ -121,3 +120,14 @@ def peak_mb(op: str, shape: tuple[int, ...], dtype: str, impl: str, timeout: flo
     if result == "child died":
         result += f" (exit code {p.exitcode})"
     return result
+
+
+def measure_case(case: Any) -> dict[str, float | str]:
+    """peak_mb of each implementation of a bench/cases.py Case: "ours" (value+grad: without
+    out=), "ours_out" (value+grad only: into the reused buffer, the timed call), "torch" (when
+    the case has torch)."""
+    import numpy as np
+
+    dt = np.dtype(case.dtype).name
+    impls = ["ours"] + (["ours_out"] if case.ours_fresh is not None else []) + (["torch"] if case.torch else [])
+    return {impl: peak_mb(case.name, case.shape, dt, impl) for impl in impls}

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from _oracle import torch_forward
 
 import logitops as lo
-
-from _oracle import torch_forward
 
 SETTINGS = ("isa", "set_num_threads", "get_num_threads")
 ROW = ("logsumexp", "log_softmax", "softmax")

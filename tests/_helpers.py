@@ -8,10 +8,10 @@ errors below the dtype's smallest normal number not counted (SPEC.md).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
-
 from _tolerances import F32, F64, TOL
 
 DTYPES = (F32, F64)

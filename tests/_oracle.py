@@ -10,7 +10,8 @@ public function family (driven by the argument dicts of _api.py).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

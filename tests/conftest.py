@@ -27,3 +27,15 @@ def rng():
 
 def pytest_report_header(config):
     return f"logitops from {lo.__file__}; ISAs tested: {', '.join(ISAS)}; default threads {lo.get_num_threads()}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`slow` tests run only when asked for (`-m slow`): the README's and CI's plain `pytest`
+    would otherwise hold ~10 GB for minutes in tests/test_scale_2e31.py."""
+    expr = config.option.markexpr or ""
+    if "slow" in expr.replace("not slow", ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run by hand with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

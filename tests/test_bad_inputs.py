@@ -11,11 +11,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _api import (
+    BINARY,
+    BUILDERS,
+    CLASS,
+    LOSSES,
+    PRIMITIVES,
+    ROW,
+    Report,
+    call,
+    call_kwargs,
+    differentiable_wrt,
+    full_kwargs,
+    funcs_of,
+    is_reduced,
+    params,
+    public_functions,
+    split,
+)
 
 import logitops as lo
-
-from _api import (BINARY, BUILDERS, CLASS, LOSSES, PRIMITIVES, ROW, Report, call, call_kwargs,
-                  differentiable_wrt, full_kwargs, funcs_of, is_reduced, params, public_functions, split)
 
 FUNCS = public_functions()
 

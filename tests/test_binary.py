@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-import logitops as lo
-
 from _helpers import DTYPES, F32, F64, assert_close, dtype_id, max_ulp, worst
 from _oracle import to_numpy, to_torch
 from _tolerances import COMPOSED_F64_RTOL, ULP_F32, ULP_F32_LONG_SUM, ULP_F64
+
+import logitops as lo
 
 REDUCTIONS = ("mean", "sum", "none")
 INF = np.inf

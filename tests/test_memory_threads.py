@@ -16,11 +16,10 @@ import time
 
 import numpy as np
 import pytest
+from _api import LOSSES, call, call_kwargs, public_functions, split
 
 import logitops as lo
 from logitops import _core
-
-from _api import LOSSES, call, call_kwargs, public_functions, split
 
 FUNCS = public_functions()
 PAGE = os.sysconf("SC_PAGE_SIZE")

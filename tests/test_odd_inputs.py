@@ -14,13 +14,27 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
-import logitops as lo
-
-from _api import (BINARY, BUILDERS, CLASS, LOSSES, PRIMITIVES, ROW, Report, call, differentiable_wrt,
-                  forward_kwargs, full_kwargs, funcs_of, grad_output_for, public_functions, split)
+from _api import (
+    BINARY,
+    BUILDERS,
+    CLASS,
+    LOSSES,
+    PRIMITIVES,
+    ROW,
+    Report,
+    call,
+    differentiable_wrt,
+    forward_kwargs,
+    full_kwargs,
+    funcs_of,
+    grad_output_for,
+    public_functions,
+    split,
+)
 from _oracle import torch_backward, torch_forward, torch_function
 from _tolerances import MIXED_DTYPES, RELAYOUT, SAME_TARGETS, TOL
+
+import logitops as lo
 
 FUNCS = public_functions()
 

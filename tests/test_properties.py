@@ -23,13 +23,22 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from _api import (BINARY, BUILDERS, CLASS, LOSSES, PRIMITIVES, ROW, call, differentiable_wrt, forward_kwargs,
-                  public_functions)
+from _api import (
+    BINARY,
+    BUILDERS,
+    CLASS,
+    LOSSES,
+    PRIMITIVES,
+    ROW,
+    call,
+    differentiable_wrt,
+    forward_kwargs,
+    public_functions,
+)
 from _oracle import torch_backward, torch_forward
 from _tolerances import F64_ORACLE_WIDENING, TOL
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FUNCS = public_functions()
 BASES = [b for b in BUILDERS if b in FUNCS]
@@ -196,7 +205,8 @@ def agree(got, want, dt, what: str, limits_ok: bool, xmax: float = 0.0) -> None:
     # With ±inf among the inputs, torch's NaN may be our limit (SPEC): not compared there
     # (the limits are pinned by the family tests' TestDeviations and test_odd_inputs.py).
     if not limits_ok:
-        assert np.isnan(g[nan]).all(), f"{what}: torch NaN at {np.argwhere(nan & ~np.isnan(g))[:4].tolist()}, ours {g[nan & ~np.isnan(g)][:4]}"
+        missed = nan & ~np.isnan(g)
+        assert np.isnan(g[nan]).all(), f"{what}: torch NaN at {np.argwhere(missed)[:4].tolist()}, ours {g[missed][:4]}"
 
 
 def f32_f64_agree(r32, r64, what: str) -> None:

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import DTYPES, dtype_id
+from _tolerances import ISA_AGREEMENT_F32
 
 import logitops as lo
 from logitops import _core
-
-from _helpers import DTYPES, dtype_id
-from _tolerances import ISA_AGREEMENT_F32
 
 # The directory holding the logitops package under test (a dev build stages symlinks there).
 PKG_DIR = str(Path(lo.__file__).parent.parent)

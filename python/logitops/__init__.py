@@ -17,6 +17,9 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "Install it with `pip install .` from the source tree."
     ) from exc
 
+from . import _binary, _cross_entropy
+from ._binary import *  # noqa: F401,F403  (its __all__)
+from ._cross_entropy import *  # noqa: F401,F403  (its __all__)
 from ._primitives import (
     log_sigmoid,
     log_sigmoid_backward,
@@ -29,10 +32,6 @@ from ._primitives import (
     softmax,
     softmax_backward,
 )
-
-from . import _binary, _cross_entropy
-from ._binary import *  # noqa: F401,F403  (its __all__)
-from ._cross_entropy import *  # noqa: F401,F403  (its __all__)
 
 __version__ = "0.1.0"
 

@@ -34,12 +34,12 @@ import numpy as np
 from . import _core
 from ._checks import (
     FLOAT_DTYPES,
-    LossKernel,
     OP_GRAD_INPUT,
     OP_GRAD_TARGET,
     OP_LOSS,
     OP_LOSS_AND_GRAD,
     REDUCTION_CODES,
+    LossKernel,
     check_out,
     check_reduction,
     contiguous,

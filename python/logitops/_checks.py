@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import _core
 
 # numpy >= 1.25 has np.exceptions; older ones only the top-level name (removed in 2.0).
-AxisError: type[Exception] = getattr(getattr(np, "exceptions", np), "AxisError")
+AxisError: type[Exception] = getattr(np, "exceptions", np).AxisError
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 FLOAT_DTYPES = (_F32, _F64)

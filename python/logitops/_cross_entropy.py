@@ -36,12 +36,12 @@ import numpy as np
 from . import _core
 from ._checks import (
     FLOAT_DTYPES,
-    LossKernel,
     OP_GRAD_INPUT,
     OP_GRAD_TARGET,
     OP_LOSS,
     OP_LOSS_AND_GRAD,
     REDUCTION_CODES,
+    LossKernel,
     check_out,
     check_reduction,
     contiguous,
@@ -268,7 +268,9 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | No
     (F.cross_entropy), without forming log_softmax; exact for confident predictions."""
     if reduction.__class__ is not str or reduction not in _REDUCTION:
         check_reduction(reduction)
-    ls = label_smoothing if label_smoothing.__class__ is float and 0.0 <= label_smoothing <= 1.0 else _check_label_smoothing(label_smoothing)
+    ls = label_smoothing
+    if ls.__class__ is not float or not 0.0 <= ls <= 1.0:
+        ls = _check_label_smoothing(label_smoothing)
     p = _prepare(input, target, weight, ignore_index, False)
     return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction)[0]
 

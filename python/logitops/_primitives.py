@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from . import _core
-
 from ._checks import check_out, contiguous, float_array, normalize_axes, result_dtype
 from ._rows import RowLayout
 
