@@ -12,16 +12,26 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
-
-import logitops as lo
-
-from _helpers import (DTYPES, F32, F64, LONGDOUBLE_IS_EXTENDED, dtype_id, max_ulp, ref_log_sigmoid,
-                      ref_log_softmax_rows, ref_logsumexp_rows, ref_sigmoid, ref_softmax_rows, ulp_error,
-                      worst, mp_to_longdouble)
+from _helpers import (
+    DTYPES,
+    F32,
+    F64,
+    LONGDOUBLE_IS_EXTENDED,
+    dtype_id,
+    max_ulp,
+    mp_to_longdouble,
+    ref_log_sigmoid,
+    ref_log_softmax_rows,
+    ref_logsumexp_rows,
+    ref_sigmoid,
+    ref_softmax_rows,
+    worst,
+)
 from _oracle import to_numpy, to_torch
 from _tolerances import ULP_F32, ULP_F64, ULP_F64_SOFTMAX
+
+import logitops as lo
 
 pytestmark = pytest.mark.skipif(not LONGDOUBLE_IS_EXTENDED, reason="needs x87 long double as the reference")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 import pytest
-
 from _helpers import DTYPES, F32, F64, LONGDOUBLE_IS_EXTENDED, dtype_id, ulp_error, worst
 from _tolerances import VMATH_ULP as BOUND  # max ulp error per (function, ISA)
 
