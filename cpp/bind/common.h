@@ -108,8 +108,6 @@ inline void register_loss_words(py::module_& m) {
       .finalize();
 }
 
-void register_primitives(py::module_& m);
-void register_binary(py::module_& m);
-void register_cross_entropy(py::module_& m);
+// Each cpp/bind/bind_<family>.cpp defines register_<family>(m); module.cpp calls them all.
 
 }  // namespace logitops

@@ -2,6 +2,13 @@
 #include <stdexcept>
 
 #include "bind/common.h"
+#include "families.h"  // generated: LO_FAMILY_LIST, from cpp/bind/bind_*.cpp
+
+namespace logitops {
+#define LO_DECLARE_REGISTER(family) void register_##family(py::module_& m);
+LO_FAMILY_LIST(LO_DECLARE_REGISTER)
+#undef LO_DECLARE_REGISTER
+}  // namespace logitops
 
 PYBIND11_MODULE(_core, m) {
   using namespace logitops;
@@ -27,7 +34,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
   register_loss_words(m);
-  register_primitives(m);
-  register_binary(m);
-  register_cross_entropy(m);
+#define LO_CALL_REGISTER(family) register_##family(m);
+  LO_FAMILY_LIST(LO_CALL_REGISTER)
+#undef LO_CALL_REGISTER
 }
