@@ -33,7 +33,8 @@ std::string known_names() {
 
 Isa parse_isa(const std::string& name) {
   const std::optional<Isa> isa = isa_from_name(name);
-  if (!isa) throw std::invalid_argument("LOGITOPS_ISA: unknown instruction set '" + name + "' (known: " + known_names() + ")");
+  if (!isa)
+    throw std::invalid_argument("LOGITOPS_ISA: unknown instruction set '" + name + "' (known: " + known_names() + ")");
   if (!cpu_supports(*isa))
     throw std::invalid_argument("LOGITOPS_ISA: '" + name + "' is not supported by this build or CPU");
   return *isa;

@@ -51,9 +51,8 @@ const Table& table_for(Isa isa, const TableFn<Table> (&by_isa)[kIsaCount]) {
 
 // The table of family function `fn` (declared with LO_DECLARE_TABLE) for `isa`, and for the
 // active ISA. scalar is always compiled, so its table names the type.
-#define LO_ISA_TABLE(fn, isa)                                                         \
-  ::logitops::table_for<std::decay_t<decltype(::logitops::scalar::fn())>>(           \
-      (isa), {LO_ISA_LIST(LO_ISA_TABLE_ENTRY_, fn)})
+#define LO_ISA_TABLE(fn, isa) \
+  ::logitops::table_for<std::decay_t<decltype(::logitops::scalar::fn())>>((isa), {LO_ISA_LIST(LO_ISA_TABLE_ENTRY_, fn)})
 #define LO_ISA_TABLE_ENTRY_(name, probe, fn) LO_IF_ISA_COMPILED(name, &::logitops::name::fn, nullptr),
 #define LO_ACTIVE_TABLE(fn) LO_ISA_TABLE(fn, ::logitops::active_isa())
 
@@ -61,6 +60,9 @@ namespace logitops {
 // The float or double half of a family table ({f32, f64} members).
 template <class T, class Table>
 const auto& for_dtype(const Table& table) {
-  if constexpr (std::is_same_v<T, float>) return table.f32; else return table.f64;
+  if constexpr (std::is_same_v<T, float>)
+    return table.f32;
+  else
+    return table.f64;
 }
 }  // namespace logitops

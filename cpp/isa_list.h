@@ -16,8 +16,8 @@
 // __builtin_cpu_supports on x86 (GCC, Clang); the feature names are GCC's.
 #define LO_X86_HAS(feature) (__builtin_cpu_init(), __builtin_cpu_supports(feature))
 
-#define LO_ISA_LIST(ISA, ctx)                                \
-  ISA(scalar, true, ctx)                                     \
+#define LO_ISA_LIST(ISA, ctx) \
+  ISA(scalar, true, ctx)      \
   ISA(avx2, LO_X86_HAS("avx2") && LO_X86_HAS("fma"), ctx)
 
 // ----------------------------------------------------------------------------- helpers
@@ -54,6 +54,6 @@
 #define LO_DECLARE_TABLE_ONE_(name, probe, type_fn) \
   LO_IF_ISA_COMPILED(name, LO_CALL(LO_DECLARE_TABLE_IN_, (name, LO_UNPAREN type_fn)), )
 #define LO_DECLARE_TABLE_IN_(name, type, fn) \
-  namespace name {                              \
-  type fn();                                    \
+  namespace name {                           \
+  type fn();                                 \
   }

@@ -206,8 +206,8 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   run_chunks(n_chunks, [&](int64_t c) { fn(c * grain, std::min(n, (c + 1) * grain)); });
 }
 
-void parallel_reduce(int64_t n, int64_t grain, int k,
-                     const std::function<void(int64_t, int64_t, double*)>& fn, double* out) {
+void parallel_reduce(int64_t n, int64_t grain, int k, const std::function<void(int64_t, int64_t, double*)>& fn,
+                     double* out) {
   std::fill(out, out + k, 0.0);
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);

@@ -28,7 +28,7 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 
 // fn(begin, end, partial) fills partial[0..k) for its chunk (zeroed beforehand); the chunks'
 // partials are summed in chunk order into out[0..k).
-void parallel_reduce(int64_t n, int64_t grain, int k,
-                     const std::function<void(int64_t, int64_t, double*)>& fn, double* out);
+void parallel_reduce(int64_t n, int64_t grain, int k, const std::function<void(int64_t, int64_t, double*)>& fn,
+                     double* out);
 
 }  // namespace logitops

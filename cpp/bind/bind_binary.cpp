@@ -86,10 +86,13 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
       ReleaseGil nogil;
       if (!Logits && in_place) status.store(k.check_probs(a.input, a.target, n));
       if (status.load() == 0)
-        parallel_reduce(n, kGrain, 1, [&](int64_t b, int64_t e, double* partial) {
-          const int s = fn(op, a, b, e, partial);
-          if (s) status.fetch_or(s);
-        }, &sum);
+        parallel_reduce(
+            n, kGrain, 1,
+            [&](int64_t b, int64_t e, double* partial) {
+              const int s = fn(op, a, b, e, partial);
+              if (s) status.fetch_or(s);
+            },
+            &sum);
     }
     return py::make_tuple(sum, divisor, status.load(), loss_arr, grad_arr);
   });
@@ -97,10 +100,9 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
 
 template <bool Logits>
 void def_loss(py::module_& m, const char* name) {
-  m.def(name, &run<Logits>, py::arg("op"), py::arg("reduction"), py::arg("input"), py::arg("target"),
-        py::arg("weight"), py::arg("weight_period"), py::arg("weight_block"), py::arg("pos_weight"),
-        py::arg("pos_weight_period"), py::arg("pos_weight_block"), py::arg("grad_output"), py::arg("grad_value"),
-        py::arg("out"));
+  m.def(name, &run<Logits>, py::arg("op"), py::arg("reduction"), py::arg("input"), py::arg("target"), py::arg("weight"),
+        py::arg("weight_period"), py::arg("weight_block"), py::arg("pos_weight"), py::arg("pos_weight_period"),
+        py::arg("pos_weight_block"), py::arg("grad_output"), py::arg("grad_value"), py::arg("out"));
 }
 
 }  // namespace

@@ -83,13 +83,16 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
     {
       ReleaseGil nogil;
       if (a.target) {
-        parallel_reduce(samples, kCheckGrain, 1, [&](int64_t b, int64_t e, double* partial) {
-          const int64_t i = k.check_targets(a, b, e, partial);
-          if (i < 0) return;
-          int64_t cur = bad.load();
-          while (i < cur && !bad.compare_exchange_weak(cur, i)) {
-          }
-        }, &divisor);
+        parallel_reduce(
+            samples, kCheckGrain, 1,
+            [&](int64_t b, int64_t e, double* partial) {
+              const int64_t i = k.check_targets(a, b, e, partial);
+              if (i < 0) return;
+              int64_t cur = bad.load();
+              while (i < cur && !bad.compare_exchange_weak(cur, i)) {
+              }
+            },
+            &divisor);
       }
       if (bad.load() == kNone && n == 0) {
         // No logits: nothing to compute, however many samples the shape counts (a zero-size
@@ -98,9 +101,9 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
       } else if (bad.load() == kNone) {
         a.grad_scale = reduction == Reduction::mean ? grad_value / divisor : grad_value;
         const auto fn = Nll ? k.nll_loss : k.cross_entropy;
-        parallel_reduce(units, grain_for(unit_work), 1, [&](int64_t b, int64_t e, double* partial) {
-          fn(op, a, b, e, partial);
-        }, &sum);
+        parallel_reduce(
+            units, grain_for(unit_work), 1, [&](int64_t b, int64_t e, double* partial) { fn(op, a, b, e, partial); },
+            &sum);
       }
     }
     const int64_t first_bad = bad.load() == kNone ? -1 : bad.load();
@@ -110,10 +113,9 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
 
 template <bool Nll>
 void def_loss(py::module_& m, const char* name) {
-  m.def(name, &run<Nll>, py::arg("op"), py::arg("reduction"), py::arg("input"), py::arg("target"),
-        py::arg("probs"), py::arg("weight"), py::arg("outer"), py::arg("classes"), py::arg("inner"),
-        py::arg("ignore_index"), py::arg("label_smoothing"), py::arg("grad_output"), py::arg("grad_value"),
-        py::arg("out"));
+  m.def(name, &run<Nll>, py::arg("op"), py::arg("reduction"), py::arg("input"), py::arg("target"), py::arg("probs"),
+        py::arg("weight"), py::arg("outer"), py::arg("classes"), py::arg("inner"), py::arg("ignore_index"),
+        py::arg("label_smoothing"), py::arg("grad_output"), py::arg("grad_value"), py::arg("out"));
 }
 
 }  // namespace

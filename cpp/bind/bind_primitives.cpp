@@ -71,16 +71,14 @@ py::array row_grad(const py::array& grad, const py::array& x) {
     const T* gp = cdata<T>(grad, "grad_output");
     const int64_t rows = dim(x, 0), cols = dim(x, 1);
     const int64_t grad_cols = Sel<T>::per_row_grad ? 1 : cols;
-    if (static_cast<int64_t>(grad.size()) != rows * grad_cols)
-      throw py::value_error("grad_output has the wrong size");
+    if (static_cast<int64_t>(grad.size()) != rows * grad_cols) throw py::value_error("grad_output has the wrong size");
     auto out = new_array<T>({x.shape(0), x.shape(1)});
     T* op = out.mutable_data();
     const RowGradMap<T> f = Sel<T>::get(kernels<T>());
     if (cols == 0) return out;  // nothing to compute, however many (empty) rows the shape counts
     ReleaseGil nogil;
-    parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
-      f(gp + b * grad_cols, xp + b * cols, e - b, cols, op + b * cols);
-    });
+    parallel_for(rows, row_grain(cols),
+                 [&](int64_t b, int64_t e) { f(gp + b * grad_cols, xp + b * cols, e - b, cols, op + b * cols); });
     return out;
   });
 }
@@ -118,11 +116,11 @@ py::array elementwise_grad(const py::array& grad, const py::array& x) {
   });
 }
 
-#define LO_SELECT(Name, member, per_row)                                                   \
-  template <class T>                                                                     \
-  struct Name {                                                                          \
-    static constexpr bool per_row_grad = per_row;                                        \
-    static auto get(const PrimitiveKernels<T>& k) { return k.member; }                   \
+#define LO_SELECT(Name, member, per_row)                               \
+  template <class T>                                                   \
+  struct Name {                                                        \
+    static constexpr bool per_row_grad = per_row;                      \
+    static auto get(const PrimitiveKernels<T>& k) { return k.member; } \
   };
 LO_SELECT(SelLogSoftmax, log_softmax, false)
 LO_SELECT(SelSoftmax, softmax, false)

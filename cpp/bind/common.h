@@ -39,9 +39,9 @@ const T* cdata(const py::array& a, const char* name) {
   if (!py::isinstance<py::array_t<T>>(a))  // equivalent dtype: native byte order, same kind and size
     throw py::type_error(std::string(name) + " must have dtype " +
                          py::str(static_cast<py::object>(py::dtype::of<T>())).cast<std::string>());
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) + " must be C-contiguous");
-  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) throw py::value_error(std::string(name) + " must be aligned");
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + " must be aligned");
   return static_cast<const T*>(a.data());
 }
 
@@ -57,8 +57,7 @@ template <class T>
 T* out_data(py::array& a, const std::vector<py::ssize_t>& shape, const char* name) {
   cdata<T>(a, name);
   if (!a.writeable()) throw py::value_error(std::string(name) + " must be writable");
-  if (a.ndim() != static_cast<py::ssize_t>(shape.size()) ||
-      !std::equal(shape.begin(), shape.end(), a.shape()))
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size()) || !std::equal(shape.begin(), shape.end(), a.shape()))
     throw py::value_error(std::string(name) + " has the wrong shape");
   return static_cast<T*>(a.mutable_data());
 }

@@ -93,7 +93,10 @@ struct LogitLoss {
   static constexpr bool takes_pos_weight = true;
 
   static V c1_of(V t, V q) {  // the factor of sp(-x)
-    if constexpr (HasPW) return q * t; else return t;
+    if constexpr (HasPW)
+      return q * t;
+    else
+      return t;
   }
   // exp(-|x|), subnormal results included: there the loss term (log1p(e) = e, e.g. t = 0 and
   // x < -87.3 in float32) and the gradient (sigmoid(-|x|) = e) are that subnormal, and a weight
@@ -105,7 +108,10 @@ struct LogitLoss {
     const V c0 = S::set(T(1)) - t;
     const V c1 = c1_of(t, q);
     const V lin = mul0<T>(c0, S::max(S::zero(), x)) + mul0<T>(c1, S::max(S::zero(), -x));
-    if constexpr (HasPW) return lin + (c0 + c1) * L; else return lin + L;  // (1 - t) + t = 1
+    if constexpr (HasPW)
+      return lin + (c0 + c1) * L;
+    else
+      return lin + L;  // (1 - t) + t = 1
   }
   // (1 - t) sigmoid(x) - q t sigmoid(-x) given e = exp(-|x|).
   static V grad_from(V x, V t, V q, V e) {
@@ -266,7 +272,8 @@ int run_op(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum)
         if constexpr (HasPW && !Loss<T, false>::takes_pos_weight) {
           return 0;  // the binding never passes a pos_weight to this loss
         } else {
-          return run_range<T, Loss, op, std::decay_t<decltype(w)>::value, HasPW, std::decay_t<decltype(x)>::value>(a, begin, end, loss_sum);
+          return run_range<T, Loss, op, std::decay_t<decltype(w)>::value, HasPW, std::decay_t<decltype(x)>::value>(
+              a, begin, end, loss_sum);
         }
       });
     });

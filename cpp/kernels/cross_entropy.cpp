@@ -20,7 +20,6 @@ namespace logitops {
 namespace LO_TARGET {
 namespace {
 
-
 // Rows per group: enough to amortize the group's bookkeeping, few enough that the rows are
 // still in cache when the gradient pass comes back to them.
 inline int64_t row_group(int64_t classes, int64_t itemsize) {
@@ -114,8 +113,8 @@ void lanes_max(const T* x, int64_t C, int64_t inner, int64_t nl, T* m) {
 }
 
 template <class T, class Md>
-void lanes_dot(const CeArgs<T>& a, const T* x, const T* t, int64_t nl, const T* m, const Params<T>& pr,
-               double* dot, double* asum) {
+void lanes_dot(const CeArgs<T>& a, const T* x, const T* t, int64_t nl, const T* m, const Params<T>& pr, double* dot,
+               double* asum) {
   using S = Simd<T>;
   using V = typename S::V;
   const int64_t C = a.classes, inner = a.inner;
@@ -203,7 +202,8 @@ void ce_lanes(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double*
     lanes_exp(x, C, inner, nl, g.m, E, g.others);
     finalize<T, Md>(op, a, pr, g, want_loss, loss_sum);
     if (grad) {
-      for (int64_t l = 0; l < nl; ++l) ey[l] = !Md::prob && g.valid[l] ? static_cast<double>(E[g.y[l] * inner + l]) : 0.0;
+      for (int64_t l = 0; l < nl; ++l)
+        ey[l] = !Md::prob && g.valid[l] ? static_cast<double>(E[g.y[l] * inner + l]) : 0.0;
       for (int64_t c = 0; c < C; ++c) {
         T* orow = E + c * inner;
         const T* trow = Md::prob ? t + c * inner : nullptr;
@@ -245,11 +245,20 @@ template <class T, class F>
 void with_mode(const CeArgs<T>& a, F f) {
   const bool w = a.weight != nullptr, prob = a.probs != nullptr, smooth = a.label_smoothing != 0.0;
   if (prob) {
-    if (w) f(Mode<true, true, false>{}); else f(Mode<false, true, false>{});
+    if (w)
+      f(Mode<true, true, false>{});
+    else
+      f(Mode<false, true, false>{});
   } else if (smooth) {
-    if (w) f(Mode<true, false, true>{}); else f(Mode<false, false, true>{});
+    if (w)
+      f(Mode<true, false, true>{});
+    else
+      f(Mode<false, false, true>{});
   } else {
-    if (w) f(Mode<true, false, false>{}); else f(Mode<false, false, false>{});
+    if (w)
+      f(Mode<true, false, false>{});
+    else
+      f(Mode<false, false, false>{});
   }
 }
 
@@ -257,7 +266,10 @@ template <class T>
 void cross_entropy_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   with_mode(a, [&](auto md) {
     using Md = decltype(md);
-    if (a.inner == 1) ce_rows<T, Md>(op, a, begin, end, loss_sum); else ce_lanes<T, Md>(op, a, begin, end, loss_sum);
+    if (a.inner == 1)
+      ce_rows<T, Md>(op, a, begin, end, loss_sum);
+    else
+      ce_lanes<T, Md>(op, a, begin, end, loss_sum);
   });
 }
 
@@ -283,7 +295,10 @@ void nll_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double
       if (!want_loss) continue;
       // Read before the gradient below overwrites the slab (out may be the input).
       const double loss = valid ? -wy[l] * static_cast<double>(a.input[off + y * inner + l]) : 0.0;
-      if (a.loss_out) a.loss_out[s0 + l] = static_cast<T>(loss); else sum += loss;
+      if (a.loss_out)
+        a.loss_out[s0 + l] = static_cast<T>(loss);
+      else
+        sum += loss;
     }
     if (!grad) continue;
     for (int64_t c = 0; c < C; ++c) std::fill(a.grad_out + off + c * inner, a.grad_out + off + c * inner + nl, T(0));

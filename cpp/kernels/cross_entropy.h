@@ -44,18 +44,18 @@ namespace logitops {
 
 template <class T>
 struct CeArgs {
-  const T* input;           // (outer, C, inner)
-  const int64_t* target;    // class indices (outer*inner), or nullptr for probability targets
-  const T* probs;           // probability targets like input, or nullptr
-  const T* weight;          // (C,), or nullptr
+  const T* input;         // (outer, C, inner)
+  const int64_t* target;  // class indices (outer*inner), or nullptr for probability targets
+  const T* probs;         // probability targets like input, or nullptr
+  const T* weight;        // (C,), or nullptr
   int64_t outer, classes, inner;
   int64_t ignore_index;
-  double label_smoothing;   // e in [0, 1]
-  double weight_total;      // W = sum_c weight[c] (C without weight)
-  const T* grad_output;     // per-sample upstream gradient ("none"), or nullptr
-  double grad_scale;        // multiplies every gradient (the scalar upstream gradient / the mean's divisor)
-  T* loss_out;              // per-sample loss, or nullptr: losses are summed into *loss_sum
-  T* grad_out;              // the gradient, like input (may be input itself)
+  double label_smoothing;  // e in [0, 1]
+  double weight_total;     // W = sum_c weight[c] (C without weight)
+  const T* grad_output;    // per-sample upstream gradient ("none"), or nullptr
+  double grad_scale;       // multiplies every gradient (the scalar upstream gradient / the mean's divisor)
+  T* loss_out;             // per-sample loss, or nullptr: losses are summed into *loss_sum
+  T* grad_out;             // the gradient, like input (may be input itself)
 };
 
 // Lanes per unit of work when inner > 1: at most kCeMaxLanes, fewer when C is large so the

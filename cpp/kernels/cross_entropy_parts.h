@@ -90,14 +90,14 @@ template <class T>
 struct Group {
   int64_t count = 0;  // samples s0 .. s0 + count - 1
   int64_t s0 = 0;
-  T m[K];             // maximum logit
-  T xy[K];            // logit at the target (class targets)
+  T m[K];   // maximum logit
+  T xy[K];  // logit at the target (class targets)
   int64_t y[K];
-  bool valid[K];      // not ignored
-  double others[K];   // Z - 1
-  double dot[K];      // sum_j a_j d_j
-  double asum[K];     // S = sum_j a_j (probability targets)
-  double L[K];        // log1p(others)
+  bool valid[K];     // not ignored
+  double others[K];  // Z - 1
+  double dot[K];     // sum_j a_j d_j
+  double asum[K];    // S = sum_j a_j (probability targets)
+  double L[K];       // log1p(others)
   // Gradient coefficients (finalize): e_j * coef - sub * a_j; for the target element
   // A (p_y - 1) + B (W p_y - w_y); grad_target: coef (L - d_j) w_j.
   T coef[K], sub[K], keep[K], Lt[K];
@@ -106,9 +106,9 @@ struct Group {
 
 template <class T>
 struct Params {
-  T alpha, beta;     // q = t alpha + beta
-  double keep;       // 1 - e
-  double spread;     // e / C
+  T alpha, beta;  // q = t alpha + beta
+  double keep;    // 1 - e
+  double spread;  // e / C
 };
 
 template <class T>
@@ -159,7 +159,10 @@ void finalize(LossOp op, const CeArgs<T>& a, const Params<T>& pr, Group<T>& g, b
       }
     }
     if (want_loss) {
-      if (a.loss_out) a.loss_out[s] = static_cast<T>(loss); else sum += loss;
+      if (a.loss_out)
+        a.loss_out[s] = static_cast<T>(loss);
+      else
+        sum += loss;
     }
     g.coef[k] = static_cast<T>(coef);
     g.sub[k] = static_cast<T>(sub);

@@ -13,16 +13,26 @@ namespace LO_TARGET {
 struct Full {};
 
 template <class T>
-LO_INLINE typename Simd<T>::V load_n(const T* p, Full, T) { return Simd<T>::load(p); }
+LO_INLINE typename Simd<T>::V load_n(const T* p, Full, T) {
+  return Simd<T>::load(p);
+}
 template <class T>
-LO_INLINE typename Simd<T>::V load_n(const T* p, int64_t r, T fill) { return Simd<T>::load_tail(p, r, fill); }
+LO_INLINE typename Simd<T>::V load_n(const T* p, int64_t r, T fill) {
+  return Simd<T>::load_tail(p, r, fill);
+}
 template <class T>
-LO_INLINE void store_n(T* p, Full, typename Simd<T>::V v) { Simd<T>::store(p, v); }
+LO_INLINE void store_n(T* p, Full, typename Simd<T>::V v) {
+  Simd<T>::store(p, v);
+}
 template <class T>
-LO_INLINE void store_n(T* p, int64_t r, typename Simd<T>::V v) { Simd<T>::store_tail(p, r, v); }
+LO_INLINE void store_n(T* p, int64_t r, typename Simd<T>::V v) {
+  Simd<T>::store_tail(p, r, v);
+}
 // v in the first r lanes, 0 in the others (before a tail vector reaches a sum).
 template <class T>
-LO_INLINE typename Simd<T>::V keep_lanes(typename Simd<T>::V v, Full) { return v; }
+LO_INLINE typename Simd<T>::V keep_lanes(typename Simd<T>::V v, Full) {
+  return v;
+}
 template <class T>
 LO_INLINE typename Simd<T>::V keep_lanes(typename Simd<T>::V v, int64_t r) {
   using S = Simd<T>;
@@ -48,9 +58,8 @@ inline void map_unary(const T* x, int64_t n, T* out, F f) {
 // out[i] = f(a[i], b[i]) for i < n. out may alias a or b.
 template <class T, class F>
 inline void map_binary(const T* a, const T* b, int64_t n, T* out, F f) {
-  vec_loop<T>(n, [&](int64_t i, auto r) {
-    store_n<T>(out + i, r, f(load_n<T>(a + i, r, T(0)), load_n<T>(b + i, r, T(0))));
-  });
+  vec_loop<T>(
+      n, [&](int64_t i, auto r) { store_n<T>(out + i, r, f(load_n<T>(a + i, r, T(0)), load_n<T>(b + i, r, T(0)))); });
 }
 
 // Largest element of x[0..n); -inf for n == 0. With NaN in the row the result may or may not be

@@ -145,9 +145,15 @@ void sigmoid_backward_n(const T* grad, const T* x, int64_t n, T* out) {
 
 template <class T>
 constexpr PrimitiveKernels<T> make_kernels() {
-  return {logsumexp_rows<T>,           log_softmax_rows<T>,          softmax_rows<T>,
-          logsumexp_backward_rows<T>,  log_softmax_backward_rows<T>, softmax_backward_rows<T>,
-          log_sigmoid_n<T>,            sigmoid_n<T>,                 log_sigmoid_backward_n<T>,
+  return {logsumexp_rows<T>,
+          log_softmax_rows<T>,
+          softmax_rows<T>,
+          logsumexp_backward_rows<T>,
+          log_softmax_backward_rows<T>,
+          softmax_backward_rows<T>,
+          log_sigmoid_n<T>,
+          sigmoid_n<T>,
+          log_sigmoid_backward_n<T>,
           sigmoid_backward_n<T>};
 }
 

@@ -28,13 +28,15 @@ struct RowStats {
 // row_others for a row whose maximum m is +inf or -inf, one element at a time (rare):
 // elements equal to m are the ties (exp(d) = 1), the rest have exp(x - m) = 0, or NaN.
 template <class T>
-inline double row_others_infinite_max(const T* x, int64_t n, T m, T* E, const T* G, double* g_dot_e,
-                                      double* g_sum) {
+inline double row_others_infinite_max(const T* x, int64_t n, T m, T* E, const T* G, double* g_dot_e, double* g_sum) {
   double sum = 0.0, ties = 0.0, dot = 0.0, gs = 0.0;
   for (int64_t j = 0; j < n; ++j) {
     const bool tie = x[j] == m;
     const T e = tie ? T(1) : std::exp(x[j] - m);
-    if (tie) ties += 1.0; else sum += static_cast<double>(e);
+    if (tie)
+      ties += 1.0;
+    else
+      sum += static_cast<double>(e);
     if (E) E[j] = e;
     if (G) {
       dot += static_cast<double>(G[j]) * static_cast<double>(e);
@@ -136,7 +138,9 @@ inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, doub
   for (int64_t l = 0; l < W; ++l) lane[l] = static_cast<T>(l);
   const V lanes = S::load(lane);
   // e without the lane of x[jmax], for the vector starting at i.
-  auto skip_max = [&](V e, int64_t i) { return S::select(S::eq(lanes, S::set(static_cast<T>(jmax - i))), S::zero(), e); };
+  auto skip_max = [&](V e, int64_t i) {
+    return S::select(S::eq(lanes, S::set(static_cast<T>(jmax - i))), S::zero(), e);
+  };
   auto acc = S::acc_zero(), dot = S::acc_zero(), gs = S::acc_zero();
   // One vector of exps (scaled by 2^k) at i with r lanes: stored and the gradient sums taken.
   auto exps = [&](int64_t i, auto r) {
@@ -153,7 +157,7 @@ inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, doub
     return e;
   };
   constexpr int kVectors = 4;               // vectors a block, summed in T pairwise below
-  constexpr int64_t B = kVectors * W;        // elements a block
+  constexpr int64_t B = kVectors * W;       // elements a block
   constexpr int64_t line = 64 / sizeof(T);  // elements a cache line
   auto block = [&](int64_t i, bool holds_max) {
     for (int64_t p = 0; p < B; p += line) __builtin_prefetch(next + i + p, 0, 3);
@@ -185,11 +189,9 @@ inline double row_others_impl(const T* x, int64_t n, T m, T* E, const T* G, doub
 }
 
 template <class T>
-inline double row_others(const T* x, int64_t n, T m, T* E = nullptr, const T* G = nullptr,
-                         double* g_dot_e = nullptr, double* g_sum = nullptr, const T* next = nullptr,
-                         T* warm = nullptr) {
-  if (!(std::fabs(m) <= std::numeric_limits<T>::max()))
-    return row_others_infinite_max(x, n, m, E, G, g_dot_e, g_sum);
+inline double row_others(const T* x, int64_t n, T m, T* E = nullptr, const T* G = nullptr, double* g_dot_e = nullptr,
+                         double* g_sum = nullptr, const T* next = nullptr, T* warm = nullptr) {
+  if (!(std::fabs(m) <= std::numeric_limits<T>::max())) return row_others_infinite_max(x, n, m, E, G, g_dot_e, g_sum);
   if (G) return row_others_impl<T, true, true>(x, n, m, E, G, g_dot_e, g_sum, next, warm);  // backward: E is given too
   if (E) return row_others_impl<T, true, false>(x, n, m, E, G, g_dot_e, g_sum, next, warm);
   return row_others_impl<T, false, false>(x, n, m, E, G, g_dot_e, g_sum, next, warm);

@@ -45,5 +45,7 @@
 #error "LO_TARGET must be an ISA of cpp/isa_list.h that the build compiles (LOGITOPS_HAVE_<isa>=1)"
 #endif
 
-// cpp/simd/vec_<LO_TARGET>.h
+// cpp/simd/vec_<LO_TARGET>.h (clang-format would space the path's slash)
+// clang-format off
 #include LO_STR(LO_CAT(simd/vec_, LO_TARGET).h)
+// clang-format on

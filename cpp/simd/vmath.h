@@ -42,11 +42,11 @@ struct MathConst<float> {
   static constexpr float log2e = 1.44269504088896341f;
   static constexpr float ln2_hi = 0.693359375f;
   static constexpr float ln2_lo = -2.12194440e-4f;
-  static constexpr float exp_lo = -104.0f;  // exp(x) rounds to 0 below this
-  static constexpr float exp_hi = 89.0f;    // exp(x) overflows above this
+  static constexpr float exp_lo = -104.0f;                      // exp(x) rounds to 0 below this
+  static constexpr float exp_hi = 89.0f;                        // exp(x) overflows above this
   static constexpr float exp_min_normal_arg = -87.3365447505f;  // log(FLT_MIN)
   static constexpr int exp_degree = 7;
-  static constexpr int log_terms = 4;       // R(z) = sum_{k=1..4} 2 z^k / (2k+1)
+  static constexpr int log_terms = 4;  // R(z) = sum_{k=1..4} 2 z^k / (2k+1)
   static constexpr int mant_bits = 23;
   static constexpr int bias = 127;
 };
@@ -153,7 +153,7 @@ LO_INLINE typename Simd<T>::V vexp_nonpos(typename Simd<T>::V d) {
 // small fraction of an ulp: s only enters the correction s*(hfsq + R), about f^3/4.
 template <class T>
 LO_INLINE typename Simd<T>::V log_reduced_s(typename Simd<T>::V f, typename Simd<T>::V s, typename Simd<T>::V k,
-                                         typename Simd<T>::V c) {
+                                            typename Simd<T>::V c) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;
