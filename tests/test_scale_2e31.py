@@ -85,26 +85,26 @@ def ref_grad(x32: np.ndarray, y: np.ndarray, lse: np.ndarray, n: int) -> np.ndar
     return g
 
 
-def vm_hwm_gb() -> float:
+def _proc_gb(path: str, key: str) -> float | None:
+    """A "key: N kB" line of a /proc file, in GB (None if unreadable)."""
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) / 1e6
     except OSError:
         pass
-    return float("nan")
+    return None
+
+
+def vm_hwm_gb() -> float:
+    gb = _proc_gb("/proc/self/status", "VmHWM")
+    return float("nan") if gb is None else gb
 
 
 def mem_available_gb() -> float:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1e6
-    except OSError:
-        pass
-    return float("inf")  # unknown: try
+    gb = _proc_gb("/proc/meminfo", "MemAvailable")
+    return float("inf") if gb is None else gb  # unknown: try
 
 
 def check_cross_entropy(n: int, c: int, seed: int = 2031) -> list[str]:
