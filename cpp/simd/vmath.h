@@ -194,7 +194,6 @@ LO_INLINE typename Simd<T>::V vlog1p(typename Simd<T>::V x) {
   // c = (1 + x) - u exactly (fdlibm): for u >= 2, u - x is exact; otherwise u - 1 is exact.
   const auto u_ge_2 = S::ge(u, S::set(T(2)));
   V c = S::select(u_ge_2, one - (u - x), x - (u - one));
-  // Beyond 2^(mant_bits+2) the correction is below half an ulp of the result.
   // Beyond 2^(mant_bits+2) the correction is below half an ulp of the result. (c/u needs a
   // true division: for tiny x, c/u is the whole result.)
   c = S::select(S::lt(u, S::set(std::ldexp(T(1), C::mant_bits + 2))), c / u, S::zero());
