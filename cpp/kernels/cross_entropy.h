@@ -63,7 +63,9 @@ struct CeArgs {
 constexpr int64_t kCeMaxLanes = 128;
 inline int64_t ce_lane_block(int64_t classes, int64_t inner, int64_t itemsize) {
   int64_t b = kCeMaxLanes;
-  while (b > 16 && b * classes * itemsize > (96 << 10)) b /= 2;
+  // classes > budget / (b * itemsize), not b * classes * itemsize > budget: a zero-size input
+  // may have 2**60 classes, and the product would overflow.
+  while (b > 16 && classes > (96 << 10) / (b * itemsize)) b /= 2;
   return inner < b ? inner : b;
 }
 // Units of work: rows when inner == 1, else (n, lane block) pairs.
