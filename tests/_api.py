@@ -5,7 +5,10 @@ counterparts are in _oracle.py), and a report that collects every failure of a w
 Functions are discovered from `logitops.__all__`: `<base>`, `<base>_backward` and
 `<base>_value_and_grad` all use the builder of `<base>`; a public function whose base has no
 builder here fails `test_every_public_function_has_a_builder` (test_bad_inputs.py), so a new
-function cannot go untested.
+function cannot go untested. The loss objects (classes in `__all__`) are not functions: they
+are left out of the walks and listed in LOSS_CLASSES with the function family each one calls
+(`test_every_public_class_is_a_known_loss_object` in test_bad_inputs.py; tested in
+test_loss_objects.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
 CLASS = ("cross_entropy", "nll_loss")
 LOSSES = BINARY + CLASS
 VARIANTS = ("_value_and_grad", "_backward")
+# The loss objects and the function family each calls (test_loss_objects.py).
+LOSS_CLASSES = {
+    "BCELoss": "binary_cross_entropy",
+    "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
+    "CrossEntropyLoss": "cross_entropy",
+    "NLLLoss": "nll_loss",
+}
 
 
 def split(name: str) -> tuple[str, str]:
@@ -39,8 +49,15 @@ def split(name: str) -> tuple[str, str]:
 
 
 def public_functions() -> list[str]:
-    """Every public function but the process-wide settings, in __all__ order."""
-    return [n for n in lo.__all__ if n not in SETTINGS and callable(getattr(lo, n))]
+    """Every public function but the process-wide settings, in __all__ order (classes are not
+    functions: public_classes)."""
+    return [n for n in lo.__all__ if n not in SETTINGS and callable(getattr(lo, n))
+            and not isinstance(getattr(lo, n), type)]
+
+
+def public_classes() -> list[str]:
+    """Every public class (the loss objects), in __all__ order."""
+    return [n for n in lo.__all__ if isinstance(getattr(lo, n), type)]
 
 
 def params(name: str) -> list[str]:

@@ -15,6 +15,7 @@ from _api import (
     BINARY,
     BUILDERS,
     CLASS,
+    LOSS_CLASSES,
     LOSSES,
     PRIMITIVES,
     ROW,
@@ -26,6 +27,7 @@ from _api import (
     funcs_of,
     is_reduced,
     params,
+    public_classes,
     public_functions,
     split,
 )
@@ -47,6 +49,17 @@ def test_every_public_function_has_a_builder():
         assert base in lo.__all__, f"{n} has no forward {base}"
         if variant == "backward":
             assert params(n)[0] == "grad_output", f"{n}: grad_output must come first"
+
+
+def test_every_public_class_is_a_known_loss_object():
+    """The walks here cover functions; a public class must be a loss object of _api.LOSS_CLASSES
+    (tested in test_loss_objects.py) and call a family the walks cover."""
+    classes = public_classes()
+    assert classes, "no loss objects found in logitops.__all__"
+    unknown = [n for n in classes if n not in LOSS_CLASSES]
+    assert not unknown, f"public classes not in tests/_api.py LOSS_CLASSES: {unknown}"
+    assert sorted(LOSS_CLASSES) == sorted(classes), "LOSS_CLASSES names a class logitops does not export"
+    assert all(base in FUNCS and base in BUILDERS for base in LOSS_CLASSES.values())
 
 
 @pytest.mark.parametrize("name", FUNCS)

@@ -45,6 +45,7 @@ from ._checks import (
     contiguous,
     float_array,
     grad_scalar,
+    legacy_reduction,
     reduce_loss,
     result_dtype,
 )
@@ -219,30 +220,43 @@ def _value_and_grad(kernel: LossKernel, a: _Args, reduction: str, out: Any) -> t
 
 
 # ----------------------------------------------------------------------------- probabilities
+#
+# Every signature is torch's, positional order and legacy arguments included; `size_average` and
+# `reduce`, when either is not None, decide the reduction as in torch (and warn).
 
 
 def binary_cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                         size_average: bool | None = None, reduce: bool | None = None,
                          reduction: str = "mean") -> Any:
     """-w [t log(p) + (1 - t) log(1 - p)] on probabilities p = input (F.binary_cross_entropy),
     each log clamped at -100 as torch. input and target must lie in [0, 1] (ValueError)."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     reduction = check_reduction(reduction)
     return _forward(_core.binary_cross_entropy, _prepare(input, target, weight), reduction)
 
 
 def binary_cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarray,
-                                  weight: np.ndarray | None = None, reduction: str = "mean",
+                                  weight: np.ndarray | None = None, size_average: bool | None = None,
+                                  reduce: bool | None = None, reduction: str = "mean", *,
                                   wrt: str = "input") -> np.ndarray:
     """Gradient of binary_cross_entropy with respect to input (torch's
     g w (p - t) / max(p (1 - p), 1e-12)) or, with wrt="target", to target (g w (log(1-p) - log p))."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     reduction = check_reduction(reduction)
     a = _prepare(input, target, weight)
     return _backward(_core.binary_cross_entropy, grad_output, a, reduction, wrt)
 
 
 def binary_cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
-                                        reduction: str = "mean", out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+                                        size_average: bool | None = None, reduce: bool | None = None,
+                                        reduction: str = "mean", *,
+                                        out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
     """(binary_cross_entropy, its gradient with respect to input) in one pass over the data.
     `out` receives the gradient and may be `input` itself."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     reduction = check_reduction(reduction)
     return _value_and_grad(_core.binary_cross_entropy, _prepare(input, target, weight), reduction, out)
 
@@ -251,32 +265,41 @@ def binary_cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, w
 
 
 def binary_cross_entropy_with_logits(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+                                     size_average: bool | None = None, reduce: bool | None = None,
                                      reduction: str = "mean", pos_weight: np.ndarray | None = None) -> Any:
     """-w [q t log sigmoid(x) + (1 - t) log sigmoid(-x)] on logits x = input, q = pos_weight
     (F.binary_cross_entropy_with_logits); exact for every finite x, the limit at +-inf."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     reduction = check_reduction(reduction)
     a = _prepare(input, target, weight, pos_weight)
     return _forward(_core.binary_cross_entropy_with_logits, a, reduction)
 
 
 def binary_cross_entropy_with_logits_backward(grad_output: Any, input: np.ndarray, target: np.ndarray,
-                                              weight: np.ndarray | None = None, reduction: str = "mean",
-                                              pos_weight: np.ndarray | None = None,
+                                              weight: np.ndarray | None = None, size_average: bool | None = None,
+                                              reduce: bool | None = None, reduction: str = "mean",
+                                              pos_weight: np.ndarray | None = None, *,
                                               wrt: str = "input") -> np.ndarray:
     """Gradient of binary_cross_entropy_with_logits with respect to input
     (g w [(1 - t) sigmoid(x) - q t sigmoid(-x)]) or, with wrt="target", to target
     (g w [q softplus(-x) - softplus(x)], which is -g w x without pos_weight)."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     reduction = check_reduction(reduction)
     a = _prepare(input, target, weight, pos_weight)
     return _backward(_core.binary_cross_entropy_with_logits, grad_output, a, reduction, wrt)
 
 
 def binary_cross_entropy_with_logits_value_and_grad(input: np.ndarray, target: np.ndarray,
-                                                    weight: np.ndarray | None = None, reduction: str = "mean",
-                                                    pos_weight: np.ndarray | None = None,
-                                                    out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+                                                    weight: np.ndarray | None = None,
+                                                    size_average: bool | None = None, reduce: bool | None = None,
+                                                    reduction: str = "mean", pos_weight: np.ndarray | None = None,
+                                                    *, out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
     """(binary_cross_entropy_with_logits, its gradient with respect to input) in one pass over
     the data. `out` receives the gradient and may be `input` itself (the logits are overwritten)."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     reduction = check_reduction(reduction)
     a = _prepare(input, target, weight, pos_weight)
     return _value_and_grad(_core.binary_cross_entropy_with_logits, a, reduction, out)

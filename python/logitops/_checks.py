@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -82,6 +83,46 @@ def check_reduction(reduction: Any) -> str:
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
     return reduction
+
+
+def _legacy_flag(value: Any, name: str) -> bool:
+    if value is None:
+        return True  # torch: a missing one counts as True
+    # torch takes any object by its truth; we take bools and the ints 0 and 1 only, so that an
+    # old positional call (a reduction string or an ignore_index in this place) is refused.
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (numbers.Integral, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool or None (deprecated: use reduction=), got {value!r}")
+
+
+def legacy_reduction(size_average: Any, reduce: Any, stacklevel: int = 3) -> str:
+    """The reduction torch's deprecated size_average/reduce pair stands for, when either is not
+    None (the caller tests that: it overrides `reduction`), with torch's warning
+    (torch.nn._reduction.legacy_get_string): reduce false -> "none", else size_average true ->
+    "mean", false -> "sum"; a missing one counts as True. `stacklevel` 3 points the warning
+    at the line that called the public function calling this."""
+    average = _legacy_flag(size_average, "size_average")
+    if not _legacy_flag(reduce, "reduce"):
+        reduction = "none"
+    else:
+        reduction = "mean" if average else "sum"
+    warnings.warn(
+        f"size_average and reduce args will be deprecated, please use reduction='{reduction}' instead.",
+        UserWarning, stacklevel=stacklevel,
+    )
+    return reduction
+
+
+def check_float_dtype(dtype: Any) -> np.dtype:
+    """A `dtype=` argument (torch's keyword of log_softmax/softmax) as float32 or float64."""
+    try:
+        dt: np.dtype | None = np.dtype(dtype)
+    except (TypeError, ValueError):
+        dt = None
+    for f in FLOAT_DTYPES:
+        if dt is not None and dt == f:  # (None == a dtype is float64 to NumPy)
+            return f
+    raise TypeError(f"dtype must be float32 or float64 (or None), got {dtype!r}")
 
 
 def grad_scalar(grad_output: Any, dtype: np.dtype, reduction: str) -> float:

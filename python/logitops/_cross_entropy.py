@@ -47,6 +47,7 @@ from ._checks import (
     contiguous,
     float_array,
     grad_scalar,
+    legacy_reduction,
     reduce_loss,
     result_dtype,
 )
@@ -262,10 +263,17 @@ def _grad_dtype(grad_output: Any, reduction: str) -> Any:
 # ----------------------------------------------------------------------------- cross_entropy
 
 
+# Every signature is torch's, positional order and legacy arguments included; `size_average` and
+# `reduce`, when either is not None, decide the reduction as in torch (and warn).
+
+
 def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
-                  ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+                  size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
     """Cross-entropy between the logits `input` and class indices or probabilities `target`
     (F.cross_entropy), without forming log_softmax; exact for confident predictions."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     if reduction.__class__ is not str or reduction not in _REDUCTION:
         check_reduction(reduction)
     ls = label_smoothing
@@ -276,11 +284,14 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | No
 
 
 def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
-                           ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+                           size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
+                           reduction: str = "mean", label_smoothing: float = 0.0, *,
                            wrt: str = "input") -> np.ndarray:
     """Gradient of cross_entropy with respect to input (softmax-shaped: g [(A + B W) p - A onehot
     - B w] for class targets, g (S p - w q) for probabilities) or, with wrt="target", to
     probability targets (-g (1 - label_smoothing) w log_softmax(input))."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     reduction = check_reduction(reduction)
     ls = _check_label_smoothing(label_smoothing)
     if wrt not in ("input", "target"):
@@ -296,11 +307,14 @@ def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarr
 
 
 def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
-                                 ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
-                                 out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+                                 size_average: bool | None = None, ignore_index: int = -100,
+                                 reduce: bool | None = None, reduction: str = "mean", label_smoothing: float = 0.0,
+                                 *, out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
     """(cross_entropy, its gradient with respect to input) in one pass over the logits, one exp
     per element. `out` receives the gradient and may be `input` itself (the logits are
     overwritten: no second N x C buffer)."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     if reduction.__class__ is not str or reduction not in _REDUCTION:
         check_reduction(reduction)
     ls = _check_label_smoothing(label_smoothing)
@@ -315,9 +329,12 @@ def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: 
 # ----------------------------------------------------------------------------- nll_loss
 
 
-def nll_loss(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None, ignore_index: int = -100,
+def nll_loss(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
+             size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
              reduction: str = "mean") -> Any:
     """Negative log-likelihood -w[y] input[y] of log-probabilities `input` (F.nll_loss)."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     if reduction.__class__ is not str or reduction not in _REDUCTION:
         check_reduction(reduction)
     p = _prepare(input, target, weight, ignore_index, True)
@@ -325,9 +342,17 @@ def nll_loss(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = 
 
 
 def nll_loss_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
-                      ignore_index: int = -100, reduction: str = "mean") -> np.ndarray:
-    """Gradient of nll_loss with respect to input: -g w[y] at each target, 0 elsewhere."""
+                      size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
+                      reduction: str = "mean", *, wrt: str = "input") -> np.ndarray:
+    """Gradient of nll_loss with respect to input: -g w[y] at each target, 0 elsewhere (class
+    indices have no gradient: `wrt` takes "input" only, as the other losses' backward)."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     reduction = check_reduction(reduction)
+    if wrt != "input":
+        if wrt == "target":
+            raise ValueError("wrt='target': nll_loss has class-index targets, which have no gradient")
+        raise ValueError(f"wrt must be 'input', got {wrt!r}")
     p = _prepare(input, target, weight, ignore_index, True, _grad_dtype(grad_output, reduction))
     g, gv = _grad_output(grad_output, p, reduction)
     grad = _run(_core.nll_loss, OP_GRAD_INPUT, p, int(ignore_index), 0.0, reduction, g, gv)[1]
@@ -336,9 +361,11 @@ def nll_loss_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, w
 
 
 def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
-                            ignore_index: int = -100, reduction: str = "mean",
-                            out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+                            size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
+                            reduction: str = "mean", *, out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
     """(nll_loss, its gradient with respect to input) in one call; `out` may be `input` itself."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce)
     if reduction.__class__ is not str or reduction not in _REDUCTION:
         check_reduction(reduction)
     p = _prepare(input, target, weight, ignore_index, True, rows_ok=out is None)

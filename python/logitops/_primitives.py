@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._checks import check_out, contiguous, float_array, normalize_axes, result_dtype
+from ._checks import check_float_dtype, check_out, contiguous, float_array, normalize_axes, result_dtype
 from ._rows import RowLayout
 
 Axis = Any  # int | tuple[int, ...] | None
@@ -89,25 +89,53 @@ def _grad_array(grad_output: Any, x_dtype: np.dtype) -> np.ndarray:
     return float_array(grad_output, "grad_output")
 
 
-def log_softmax(x: np.ndarray, axis: Axis = -1, *, out: np.ndarray | None = None) -> np.ndarray:
-    """log(softmax(x)) over `axis` (F.log_softmax), exact at the row maximum. `out` receives the
-    result and may be x itself."""
+def _cast(a: Any, dtype: Any) -> Any:
+    """a cast to `dtype` (torch's dtype= keyword: the input is cast before the operation), when
+    it is a plain array of a real or bool dtype; anything else is left to float_array's checks."""
+    dt = check_float_dtype(dtype)
+    if type(a) is np.ndarray and a.dtype.kind in "biuf" and a.dtype != dt:
+        return a.astype(dt)
+    return a
+
+
+def _row_grad_cast(fn: _Kernel, grad_output: Any, x: Any, axis: Axis, dtype: Any) -> np.ndarray:
+    """_row_grad of the function computed in `dtype`: x and grad_output cast to it, the
+    gradient cast back to x's dtype when x is a float array (as torch's autograd gives x.grad)."""
+    if dtype is None:
+        return _row_grad(fn, grad_output, x, axis)
+    grad = _row_grad(fn, _cast(grad_output, dtype), _cast(x, dtype), axis)
+    if type(x) is np.ndarray and x.dtype.kind == "f" and x.dtype != grad.dtype:
+        return grad.astype(x.dtype)
+    return grad
+
+
+def log_softmax(x: np.ndarray, axis: Axis = -1, *, dtype: Any = None, out: np.ndarray | None = None) -> np.ndarray:
+    """log(softmax(x)) over `axis` (F.log_softmax), exact at the row maximum. `dtype` (float32 or
+    float64), as torch's, casts x to it first. `out` receives the result and may be x itself."""
+    if dtype is not None:
+        x = _cast(x, dtype)
     return _row_map(_core.log_softmax, x, axis, out)
 
 
-def softmax(x: np.ndarray, axis: Axis = -1, *, out: np.ndarray | None = None) -> np.ndarray:
-    """exp(x) / sum(exp(x)) over `axis` (F.softmax). `out` receives the result and may be x itself."""
+def softmax(x: np.ndarray, axis: Axis = -1, *, dtype: Any = None, out: np.ndarray | None = None) -> np.ndarray:
+    """exp(x) / sum(exp(x)) over `axis` (F.softmax). `dtype` (float32 or float64), as torch's,
+    casts x to it first. `out` receives the result and may be x itself."""
+    if dtype is not None:
+        x = _cast(x, dtype)
     return _row_map(_core.softmax, x, axis, out)
 
 
-def log_softmax_backward(grad_output: np.ndarray, x: np.ndarray, axis: Axis = -1) -> np.ndarray:
-    """Gradient of log_softmax: grad_output - softmax(x) * sum(grad_output) over `axis`."""
-    return _row_grad(_core.log_softmax_backward, grad_output, x, axis)
+def log_softmax_backward(grad_output: np.ndarray, x: np.ndarray, axis: Axis = -1, *,
+                         dtype: Any = None) -> np.ndarray:
+    """Gradient of log_softmax: grad_output - softmax(x) * sum(grad_output) over `axis`. With
+    `dtype` (the forward's), computed in that dtype and returned in x's."""
+    return _row_grad_cast(_core.log_softmax_backward, grad_output, x, axis, dtype)
 
 
-def softmax_backward(grad_output: np.ndarray, x: np.ndarray, axis: Axis = -1) -> np.ndarray:
-    """Gradient of softmax: y * (grad_output - sum(grad_output * y)) with y = softmax(x)."""
-    return _row_grad(_core.softmax_backward, grad_output, x, axis)
+def softmax_backward(grad_output: np.ndarray, x: np.ndarray, axis: Axis = -1, *, dtype: Any = None) -> np.ndarray:
+    """Gradient of softmax: y * (grad_output - sum(grad_output * y)) with y = softmax(x). With
+    `dtype` (the forward's), computed in that dtype and returned in x's."""
+    return _row_grad_cast(_core.softmax_backward, grad_output, x, axis, dtype)
 
 
 def _elementwise(fn: _Kernel, x: Any, out: Any) -> np.ndarray:

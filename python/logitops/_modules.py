@@ -1,0 +1,168 @@
+"""torch.nn's loss modules over NumPy arrays: BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss.
+
+Thin: each holds torch.nn's constructor options under torch's attribute names and calls the
+functions of _binary.py / _cross_entropy.py with them. `loss(input, target)` is the forward,
+`loss.backward(grad_output, input, target, wrt="input")` and `loss.value_and_grad(input,
+target, out=None)` the rest. The deprecated size_average/reduce are resolved into `reduction`
+at construction, with torch's warning, as torch.nn does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._binary import (
+    binary_cross_entropy,
+    binary_cross_entropy_backward,
+    binary_cross_entropy_value_and_grad,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
+    binary_cross_entropy_with_logits_value_and_grad,
+)
+from ._checks import check_reduction, legacy_reduction
+from ._cross_entropy import (
+    cross_entropy,
+    cross_entropy_backward,
+    cross_entropy_value_and_grad,
+    nll_loss,
+    nll_loss_backward,
+    nll_loss_value_and_grad,
+)
+
+__all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss"]
+
+
+def _resolve_reduction(size_average: Any, reduce: Any, reduction: Any) -> str:
+    """torch.nn's _Loss.__init__: the legacy pair, when given, overrides `reduction` (warning at
+    the line that constructs the loss: user -> __init__ -> here -> legacy_reduction)."""
+    if size_average is not None or reduce is not None:
+        reduction = legacy_reduction(size_average, reduce, stacklevel=4)
+    return check_reduction(reduction)  # here, not at the first call: the error names the line
+
+
+def _array_repr(a: Any) -> str:
+    if isinstance(a, np.ndarray):
+        return f"array(shape={a.shape}, dtype={a.dtype})"
+    return repr(a)
+
+
+class _Loss:
+    """What every loss object shares: `reduction` and a repr of the options that are not defaults."""
+
+    reduction: str
+    # (attribute, default) in constructor order, for repr; `reduction` is always shown.
+    _repr_options: tuple[tuple[str, Any], ...] = ()
+
+    def __repr__(self) -> str:
+        shown = []
+        for name, default in self._repr_options:
+            value = getattr(self, name)
+            if name == "reduction" or (value is not None if default is None else value != default):
+                shown.append(f"{name}={_array_repr(value)}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def __call__(self, input: np.ndarray, target: np.ndarray) -> Any:
+        return self.forward(input, target)
+
+    def forward(self, input: np.ndarray, target: np.ndarray) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class BCELoss(_Loss):
+    """torch.nn.BCELoss: binary_cross_entropy on probabilities."""
+
+    _repr_options = (("weight", None), ("reduction", "mean"))
+
+    def __init__(self, weight: np.ndarray | None = None, size_average: bool | None = None,
+                 reduce: bool | None = None, reduction: str = "mean") -> None:
+        self.weight = weight
+        self.reduction = _resolve_reduction(size_average, reduce, reduction)
+
+    def forward(self, input: np.ndarray, target: np.ndarray) -> Any:
+        return binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
+
+    def backward(self, grad_output: Any, input: np.ndarray, target: np.ndarray, wrt: str = "input") -> np.ndarray:
+        return binary_cross_entropy_backward(grad_output, input, target, self.weight, reduction=self.reduction,
+                                             wrt=wrt)
+
+    def value_and_grad(self, input: np.ndarray, target: np.ndarray,
+                       out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+        return binary_cross_entropy_value_and_grad(input, target, self.weight, reduction=self.reduction, out=out)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """torch.nn.BCEWithLogitsLoss: binary_cross_entropy_with_logits."""
+
+    _repr_options = (("weight", None), ("reduction", "mean"), ("pos_weight", None))
+
+    def __init__(self, weight: np.ndarray | None = None, size_average: bool | None = None,
+                 reduce: bool | None = None, reduction: str = "mean", pos_weight: np.ndarray | None = None) -> None:
+        self.weight = weight
+        self.pos_weight = pos_weight
+        self.reduction = _resolve_reduction(size_average, reduce, reduction)
+
+    def forward(self, input: np.ndarray, target: np.ndarray) -> Any:
+        return binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
+                                                pos_weight=self.pos_weight)
+
+    def backward(self, grad_output: Any, input: np.ndarray, target: np.ndarray, wrt: str = "input") -> np.ndarray:
+        return binary_cross_entropy_with_logits_backward(grad_output, input, target, self.weight,
+                                                         reduction=self.reduction, pos_weight=self.pos_weight,
+                                                         wrt=wrt)
+
+    def value_and_grad(self, input: np.ndarray, target: np.ndarray,
+                       out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+        return binary_cross_entropy_with_logits_value_and_grad(input, target, self.weight, reduction=self.reduction,
+                                                               pos_weight=self.pos_weight, out=out)
+
+
+class CrossEntropyLoss(_Loss):
+    """torch.nn.CrossEntropyLoss: cross_entropy on logits (class indices or probabilities)."""
+
+    _repr_options = (("weight", None), ("ignore_index", -100), ("reduction", "mean"), ("label_smoothing", 0.0))
+
+    def __init__(self, weight: np.ndarray | None = None, size_average: bool | None = None, ignore_index: int = -100,
+                 reduce: bool | None = None, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
+        self.weight = weight
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.reduction = _resolve_reduction(size_average, reduce, reduction)
+
+    def forward(self, input: np.ndarray, target: np.ndarray) -> Any:
+        return cross_entropy(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction,
+                             label_smoothing=self.label_smoothing)
+
+    def backward(self, grad_output: Any, input: np.ndarray, target: np.ndarray, wrt: str = "input") -> np.ndarray:
+        return cross_entropy_backward(grad_output, input, target, self.weight, ignore_index=self.ignore_index,
+                                      reduction=self.reduction, label_smoothing=self.label_smoothing, wrt=wrt)
+
+    def value_and_grad(self, input: np.ndarray, target: np.ndarray,
+                       out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+        return cross_entropy_value_and_grad(input, target, self.weight, ignore_index=self.ignore_index,
+                                            reduction=self.reduction, label_smoothing=self.label_smoothing, out=out)
+
+
+class NLLLoss(_Loss):
+    """torch.nn.NLLLoss: nll_loss on log-probabilities."""
+
+    _repr_options = (("weight", None), ("ignore_index", -100), ("reduction", "mean"))
+
+    def __init__(self, weight: np.ndarray | None = None, size_average: bool | None = None, ignore_index: int = -100,
+                 reduce: bool | None = None, reduction: str = "mean") -> None:
+        self.weight = weight
+        self.ignore_index = ignore_index
+        self.reduction = _resolve_reduction(size_average, reduce, reduction)
+
+    def forward(self, input: np.ndarray, target: np.ndarray) -> Any:
+        return nll_loss(input, target, self.weight, ignore_index=self.ignore_index, reduction=self.reduction)
+
+    def backward(self, grad_output: Any, input: np.ndarray, target: np.ndarray, wrt: str = "input") -> np.ndarray:
+        return nll_loss_backward(grad_output, input, target, self.weight, ignore_index=self.ignore_index,
+                                 reduction=self.reduction, wrt=wrt)
+
+    def value_and_grad(self, input: np.ndarray, target: np.ndarray,
+                       out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+        return nll_loss_value_and_grad(input, target, self.weight, ignore_index=self.ignore_index,
+                                       reduction=self.reduction, out=out)
