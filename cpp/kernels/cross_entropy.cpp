@@ -45,7 +45,7 @@ void ce_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* 
       const T* xr = a.input + r * C;
       g.others[k] = g.dot[k] = g.asum[k] = 0.0;
       g.m[k] = g.xy[k] = T(0);
-      g.y[k] = Md::prob ? 0 : a.target[r];
+      g.y[k] = Md::prob ? 0 : read_target(a, r);
       g.valid[k] = Md::prob || counts_target(a, g.y[k]);
       if (!g.valid[k]) continue;
       const T m = row_max(xr, C);
@@ -193,7 +193,7 @@ void ce_lanes(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double*
     g.count = nl;
     g.s0 = n * inner + i0;
     for (int64_t l = 0; l < nl; ++l) {
-      g.y[l] = Md::prob ? 0 : a.target[g.s0 + l];
+      g.y[l] = Md::prob ? 0 : read_target(a, g.s0 + l);
       g.valid[l] = Md::prob || counts_target(a, g.y[l]);
     }
     lanes_max(x, C, inner, nl, g.m);
@@ -288,7 +288,7 @@ void nll_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double
     const int64_t n = u / nb, i0 = (u % nb) * B, nl = std::min(B, inner - i0);
     const int64_t off = n * C * inner + i0, s0 = n * inner + i0;
     for (int64_t l = 0; l < nl; ++l) {
-      const int64_t y = a.target[s0 + l];  // read once (see counts_target)
+      const int64_t y = read_target(a, s0 + l);
       const bool valid = counts_target(a, y);
       ys[l] = valid ? y : -1;
       wy[l] = valid ? (a.weight ? static_cast<double>(a.weight[y]) : 1.0) : 0.0;
@@ -316,7 +316,7 @@ int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* we
   double s = 0.0;
   int64_t bad = -1;
   for (int64_t i = begin; i < end; ++i) {
-    const int64_t y = a.target[i];
+    const int64_t y = read_target(a, i);
     if (y == a.ignore_index) continue;
     if (y < 0 || y >= a.classes) {
       bad = i;

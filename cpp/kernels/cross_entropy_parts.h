@@ -78,6 +78,17 @@ inline void kahan_add(T* sum, T* comp, int64_t l, R r, typename Simd<T>::V v) {
 // so one outside [0, C) here was changed by another thread since (the GIL is released): it is
 // then ignored, so no read or write leaves the sample (the result is unspecified under such a
 // race, as NumPy's is; memory stays safe).
+//
+// "Reads a target once" needs read_target: with a plain load the compiler may load the same
+// element again for a later use of the copy (legal for memory no other thread writes), and a
+// changed target then passed the check with one value and was used with another (found: a
+// segfault in the lanes path). A relaxed atomic load is one load whose value every use sees;
+// it costs nothing here (one per sample).
+template <class T>
+inline int64_t read_target(const CeArgs<T>& a, int64_t sample) {
+  return __atomic_load_n(a.target + sample, __ATOMIC_RELAXED);
+}
+
 template <class T>
 inline bool counts_target(const CeArgs<T>& a, int64_t y) {
   return y != a.ignore_index && static_cast<uint64_t>(y) < static_cast<uint64_t>(a.classes);
