@@ -56,12 +56,12 @@ def contiguous(a: np.ndarray, dtype: Any) -> np.ndarray:
     """A C-contiguous, aligned array of `dtype` with a's values (a itself when it already is one).
     Unaligned arrays (np.frombuffer at an odd offset) are legal NumPy, but the kernels read
     elements through typed pointers: they get an aligned copy."""
-    if a.dtype == dtype and a.flags.c_contiguous and a.flags.aligned:
-        return a
-    # ascontiguousarray turns a 0-d array into shape (1,): keep the shape. It returns an
-    # unaligned array as it is, so the copy is asked for when that is the reason.
-    if a.dtype == dtype and a.flags.c_contiguous:
-        return a.copy()
+    if a.dtype == dtype:
+        f = a.flags  # (a new flags object each time it is read)
+        if f.c_contiguous:
+            # ascontiguousarray returns an unaligned array as it is: copy it ourselves.
+            return a if f.aligned else a.copy()
+    # ascontiguousarray turns a 0-d array into shape (1,): keep the shape.
     return np.ascontiguousarray(a, dtype=dtype).reshape(a.shape)
 
 
