@@ -89,9 +89,6 @@ class _Prepared:
 
 def _class_targets(target: np.ndarray, classes: int, ignore_index: int) -> np.ndarray:
     """target as C-contiguous, aligned int64 (a view when it already is one)."""
-    if target.dtype == _I64:
-        f = target.flags
-        return target if f.c_contiguous and f.aligned else target.copy()  # copy(): C order, aligned
     # uint64 in either byte order: casting would wrap values >= 2**63 into negative numbers
     # (maybe ignore_index), so report the first target out of range, in order, as the kernel would.
     if target.dtype.kind == "u" and target.dtype.itemsize == 8 and target.size and int(target.max()) > _INT64_MAX:
@@ -100,7 +97,7 @@ def _class_targets(target: np.ndarray, classes: int, ignore_index: int) -> np.nd
         if 0 <= ignore_index <= _INT64_MAX:
             bad &= flat != np.uint64(ignore_index)
         raise IndexError(f"Target {int(flat[int(np.argmax(bad))])} is out of bounds.")
-    return np.ascontiguousarray(target, dtype=_I64)
+    return contiguous(target, _I64)
 
 
 def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool, extra_dtype: Any = None,

@@ -54,7 +54,7 @@ def _checked_out(out: Any, x: np.ndarray) -> np.ndarray | None:
 def _row_map(fn: _Kernel, x_arg: Any, axis: Axis, out_arg: Any) -> np.ndarray:
     x = float_array(x_arg, "x")
     out = None if out_arg is None else _checked_out(out_arg, x)
-    if axis == -1 and type(axis) is int and x.ndim and x.size and x.flags.c_contiguous and x.flags.aligned:
+    if axis == -1 and type(axis) is int and x.ndim and x.size and (f := x.flags).c_contiguous and f.aligned:
         # The common case: the rows are the array itself (and out's, written in place).
         cols = x.shape[-1]
         if out is None:
