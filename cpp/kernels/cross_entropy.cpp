@@ -133,16 +133,18 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
       valid[l] = v ? 1.0 : 0.0;
       xy[l] = v ? static_cast<double>(b.x[yl * B + l]) : 0.0;
       wy[l] = v ? (Md::weighted ? static_cast<double>(a.weight[yl]) : 1.0) : 0.0;
-      gk[l] = l < n ? (a.grad_output ? static_cast<double>(a.grad_output[r0 + l]) : 1.0) * a.grad_scale : 0.0;
+    }
+    if (grad) {
+      for (int64_t l = 0; l < b.lanes; ++l)
+        gk[l] = a.grad_output && l < n ? static_cast<double>(a.grad_output[r0 + l]) * a.grad_scale : a.grad_scale;
     }
     if (grad)
       short_stats<T, true, false>(b);
     else
       short_stats<T, false, false>(b);
-    for (int64_t l = 0; l < b.lanes; ++l) {
-      md[l] = static_cast<double>(b.m[l]);
-      ey[l] = y[l] >= 0 && grad ? static_cast<double>(b.e[y[l] * B + l]) : 0.0;
-    }
+    for (int64_t l = 0; l < b.lanes; ++l) md[l] = static_cast<double>(b.m[l]);
+    if (grad)
+      for (int64_t l = 0; l < b.lanes; ++l) ey[l] = y[l] >= 0 ? static_cast<double>(b.e[y[l] * B + l]) : 0.0;
     if constexpr (Md::dot) {  // sum_j a_j d_j, a_j = w_j (1 without weight)
       alignas(64) T dt[B];
       for (int64_t l = 0; l < b.lanes; l += S::W) {
