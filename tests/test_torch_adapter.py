@@ -845,3 +845,28 @@ def test_patch_leaves_other_ops_alone():
         d = (a * b).relu()
     assert torch.equal(c, a + b) and torch.equal(d, (a * b).relu())
     assert rec.ours() == []
+
+
+def test_dispatcher_path_equals_eager_path(rng):
+    """Under a dispatch mode (as in tracing) the custom ops run; eagerly, their plain functions and
+    autograd.Functions: the same numbers, bit for bit, forward and backward."""
+    x = make_logits(rng, (6, 5), np.float32)
+    y = make_targets(rng, (6, 5))
+    t = make_target((6, 5), np.float32, rng, hard=False)
+    calls = [lambda a: lot.cross_entropy(a, tensor(y), label_smoothing=0.1),
+             lambda a: lot.nll_loss(a, tensor(y), reduction="none"),
+             lambda a: lot.binary_cross_entropy_with_logits(a, tensor(t), pos_weight=torch.full((5,), 2.0)),
+             lambda a: lot.binary_cross_entropy(a.sigmoid(), tensor(t), reduction="sum"),
+             lambda a: lot.logsumexp(a, (0, 1)), lambda a: lot.log_softmax(a, 0), lambda a: lot.softmax(a, 1),
+             lambda a: lot.logsigmoid(a), lambda a: lot.sigmoid(a)]
+    for call in calls:
+        results = []
+        for traced in (False, True):
+            a = tensor(x, requires_grad=True)
+            with OpRecorder() if traced else warnings.catch_warnings() as rec:
+                out = call(a)
+                out.backward(torch.full_like(out, 1.5))
+            if traced:
+                assert rec.ours()
+            results.append((out.detach(), a.grad))
+        assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
