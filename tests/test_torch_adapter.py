@@ -870,3 +870,28 @@ def test_dispatcher_path_equals_eager_path(rng):
                 assert rec.ours()
             results.append((out.detach(), a.grad))
         assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def test_gradient_buffers_are_reused_only_when_free():
+    """Large fused gradients go into buffers reused across steps (no page faults per step), but
+    a gradient someone still holds is never written over."""
+    lot.empty_cache()
+    x = torch.randn(512, 1000, requires_grad=True)  # 2 MB of gradient: pooled
+    y = torch.randint(0, 1000, (512,))
+    ptrs = []
+    for _ in range(3):
+        x.grad = None  # what optimizer.zero_grad() does
+        lot.cross_entropy(x, y).backward()
+        ptrs.append(x.grad.data_ptr())
+    assert len(set(ptrs)) == 1
+    held = x.grad
+    kept = held.clone()
+    x.grad = None
+    lot.cross_entropy(x * 2, y).backward()  # a different gradient, while `held` is alive
+    assert x.grad.data_ptr() != held.data_ptr()
+    assert torch.equal(held, kept)
+    ref = x.detach().clone().requires_grad_(True)
+    F.cross_entropy(ref * 2, y).backward()
+    torch.testing.assert_close(x.grad, ref.grad)
+    lot.empty_cache()
+    assert lot._pool == []
