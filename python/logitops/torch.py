@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.library import CustomOpDef
 from torch.overrides import TorchFunctionMode
 
 from . import _binary, _cross_entropy, _primitives
@@ -163,14 +164,13 @@ def _eager(*ts: Any) -> bool:
 def _scale(saved: torch.Tensor, grad_output: torch.Tensor, class_axis: int, name: str) -> torch.Tensor:
     """The saved gradient of a loss (computed for an upstream gradient of 1, per sample for
     "none") times the upstream gradient (a scalar, or one per sample broadcast along class_axis)."""
-    if _eager(saved, grad_output):
+    if type(grad_output) is torch.Tensor and type(saved) is torch.Tensor:  # eager (not traced)
         if torch.is_grad_enabled():  # create_graph=True: our gradient is not differentiable
             raise _double_backward_error(name)
         # A single value (a scalar, or the expanded scalar that .sum()'s backward sends): 1 hands
         # the buffer over as it is, unless the graph is kept for another backward that needs it.
-        if grad_output.numel() >= 1 and not any(grad_output.stride()):
-            v = grad_output.reshape(()) if grad_output.dim() == 0 else grad_output.as_strided((), ())
-            value = v.item()
+        if grad_output.dim() == 0 or (grad_output.numel() >= 1 and not any(grad_output.stride())):
+            value = (grad_output if grad_output.dim() == 0 else grad_output.as_strided((), ())).item()
             if value == 1.0 and not torch._C._autograd._get_current_graph_task_keep_graph():
                 return saved
             return saved * value
@@ -189,9 +189,9 @@ _IMPL: dict[Any, Callable[..., Any]] = {}  # op -> its plain function
 _EAGER: dict[Any, Any] = {}  # op -> its autograd.Function
 
 
-def _custom_op(name: str) -> Callable[[Callable[..., Any]], Any]:
-    def register(fn: Callable[..., Any]) -> Any:
-        op = torch.library.custom_op(f"logitops::{name}", mutates_args=(), device_types="cpu")(fn)
+def _custom_op(name: str) -> Callable[[Callable[..., Any]], CustomOpDef]:
+    def register(fn: Callable[..., Any]) -> CustomOpDef:
+        op: CustomOpDef = torch.library.custom_op(f"logitops::{name}", mutates_args=(), device_types="cpu")(fn)
         _IMPL[op] = fn
         return op
 
@@ -211,8 +211,10 @@ def _fast(tensors: Sequence[torch.Tensor | None]) -> bool:
 def _run(op: Any, tensors: Sequence[torch.Tensor | None], *args: Any) -> Any:
     """op(*args) (`tensors`: its tensor arguments), eagerly when it can be (see _IMPL)."""
     if not torch.compiler.is_compiling() and _fast(tensors):
-        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-            return _EAGER[op].apply(*args)
+        if torch.is_grad_enabled():
+            for t in tensors:
+                if t is not None and t.requires_grad:
+                    return _EAGER[op].apply(*args)
         return _IMPL[op](*args)
     return op(*args)
 
