@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.library import CustomOpDef
+from torch._library.custom_ops import CustomOpDef
 from torch.overrides import TorchFunctionMode
 
 from . import _binary, _cross_entropy, _primitives
