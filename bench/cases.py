@@ -86,7 +86,7 @@ class Entry:
     name: str  # what is computed, e.g. "cross_entropy value+grad"
     family: str  # rows of one family are listed together, by size
     args: tuple[str, ...]  # the arrays the call takes, in order
-    ours: Fn  # ours(*arrays), or ours(*arrays, out=buffer) when grad_out
+    ours: Fn | None  # ours(*arrays), or ours(*arrays, out=buffer) when grad_out; None when `lot` is given
     io: Callable[[Arrays], tuple[int, int]]  # (bytes the computation must read, bytes it must write)
     sizes: tuple[Size, ...] = ()  # the full run
     quick: tuple[Size, ...] = ()  # the --quick subset
@@ -99,6 +99,9 @@ class Entry:
     # calls it (not on tiny inputs, which measure the plain call); the memory column also
     # reports the plain call, which allocates a new gradient.
     grad_out: bool = False
+    # logitops.torch rows: torch_lib() -> fn(*tensors), our side of the row, on the same tensors as
+    # torch's (instead of `ours` on the arrays); the row is left out when torch is not installed.
+    lot: Callable[[Any], Fn] | None = None
 
 
 def _torch_autograd(loss: Callable[[Any], Fn]) -> Callable[[Any], Fn]:
@@ -262,6 +265,31 @@ REGISTRY: tuple[Entry, ...] = (
           torch=_torch_autograd(lambda L: L.F.cross_entropy), jax=lambda J: J.jax.value_and_grad(_jax_ce(J))),
 )
 
+
+def _lot(name: str) -> Callable[[Any], Fn]:
+    """logitops.torch's function `name` (imported on first use, as torch is)."""
+
+    def make(L: Any) -> Fn:
+        import logitops.torch as lot
+
+        return getattr(lot, name)
+
+    return make
+
+
+# A training step's loss through autograd, as a torch user runs it: forward + backward w.r.t. the
+# logits, logitops.torch (its custom ops: the fused value+grad in the forward, the saved gradient
+# handed to .grad in the backward) against torch.nn.functional, on the same tensors.
+REGISTRY += (
+    Entry("cross_entropy training step (logitops.torch)", "torch autograd", ("x", "y"), None,
+          io=_ce_io(grad=True), sizes=f32((2048, 32000), (256, 128256)), quick=f32((256, 32000)), tiny=f32((8, 4)),
+          lot=_torch_autograd(_lot("cross_entropy")), torch=_torch_autograd(lambda L: L.F.cross_entropy)),
+    Entry("bce_with_logits training step (logitops.torch)", "torch autograd", ("x", "t"), None,
+          io=_two_in_one_out, sizes=f32((10_000_000,)), quick=f32((1_000_000,)), tiny=f32((8,)),
+          lot=_torch_autograd(_lot("binary_cross_entropy_with_logits")),
+          torch=_torch_autograd(lambda L: L.F.binary_cross_entropy_with_logits)),
+)
+
 BY_NAME: dict[str, Entry] = {e.name: e for e in REGISTRY}
 assert len(BY_NAME) == len(REGISTRY), "two entries share a name"
 
@@ -272,7 +300,8 @@ def plan(quick: bool) -> tuple[list[tuple[str, Shape, type]], list[tuple[str, Sh
     families: list[str] = []
     size_rank: dict[tuple[str, Shape, str], int] = {}
     rows: list[tuple[int, int, int, tuple[str, Shape, type]]] = []
-    for k, e in enumerate(REGISTRY):
+    registry = [e for e in REGISTRY if e.lot is None or torch_lib() is not None]
+    for k, e in enumerate(registry):
         if e.family not in families:
             families.append(e.family)
         for shape, dtype in e.quick if quick else e.sizes:
@@ -280,7 +309,7 @@ def plan(quick: bool) -> tuple[list[tuple[str, Shape, type]], list[tuple[str, Sh
             size_rank.setdefault(key, len(size_rank))
             rows.append((families.index(e.family), size_rank[key], k, (e.name, shape, dtype)))
     main = [r[-1] for r in sorted(rows, key=lambda r: r[:3])]
-    tiny = [(e.name, shape, dtype) for e in REGISTRY for shape, dtype in e.tiny]
+    tiny = [(e.name, shape, dtype) for e in registry for shape, dtype in e.tiny]
     return main, tiny
 
 
@@ -360,11 +389,17 @@ def build(name: str, shape: Shape, dtype: type = np.float32, *, with_jax: bool =
     n_el = math.prod(shape)
 
     fresh = out = None
-    if e.grad_out and n_el >= TINY:
+    if e.lot is not None:
+        if (L := torch_lib()) is None:
+            raise RuntimeError(f"case {name!r} needs torch")
+        ours = functools.partial(e.lot(L), *[L.torch.from_numpy(v) for v in arrays])
+    elif e.grad_out and n_el >= TINY:
+        assert e.ours is not None
         out = np.empty_like(a["x"])
         ours = functools.partial(e.ours, *arrays, out=out)
         fresh = functools.partial(e.ours, *arrays)
     else:
+        assert e.ours is not None
         ours = functools.partial(e.ours, *arrays)
 
     tfn = None
