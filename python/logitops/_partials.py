@@ -133,11 +133,11 @@ def loss_divisor(loss: Any, *args: Any, **kwargs: Any) -> float:
     return fam.divisor(_bind(name, fam, args, kwargs))
 
 
-def combine_partials(partials: Iterable[Any], reduction: str = "mean", dtype: Any = np.float32) -> Any:
+def combine_partials(partials: Iterable[Any], reduction: str = "mean", dtype: Any = np.float64) -> Any:
     """The reduced loss of blocks from their partials (LossPartials or (total, divisor) pairs):
     both fields summed exactly (math.fsum), then "sum" is the total and "mean" total / divisor
-    (nan for a zero divisor, as the losses), a NumPy scalar of `dtype` (the computation's:
-    float32 or float64)."""
+    (nan for a zero divisor, as the losses), a NumPy scalar of `dtype` (float64, the partials';
+    pass the computation's dtype, float32 or float64, to get exactly what the loss returns)."""
     reduction = check_reduction(reduction)
     if reduction == "none":
         raise ValueError("combine_partials reduces: reduction must be 'mean' or 'sum', got 'none'")
