@@ -21,13 +21,13 @@ Requires dask (``pip install "logitops[dask]"``); ``import logitops`` never impo
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import dask.array as da
 import numpy as np
 
 from . import _checks, _partials
@@ -38,6 +38,10 @@ from . import log_softmax as _np_log_softmax
 from . import logsumexp as _np_logsumexp
 from . import nll_loss as _np_nll_loss
 from . import softmax as _np_softmax
+
+# dask's functions carry no annotations mypy --strict accepts: the module is used as Any, and
+# "Any" below stands for a dask array.
+da: Any = importlib.import_module("dask.array")
 
 __all__ = ["logsumexp", "log_softmax", "softmax"]  # the losses are added below, from _LOSSES
 
@@ -75,19 +79,19 @@ def _letters(n: int, skip: str = "") -> str:
     return "".join(c for c in "abcdefghijklmnopqrstuvwxy" if c not in skip)[:n]
 
 
-def _known_chunks(a: da.Array, name: str) -> None:
+def _known_chunks(a: Any, name: str) -> None:
     if any(math.isnan(c) for cs in a.chunks for c in cs):
         raise ValueError(f"{name} has unknown chunk sizes: call {name}.compute_chunk_sizes() first")
 
 
-def _check_input(x: Any, name: str = "input") -> da.Array:
+def _check_input(x: Any, name: str = "input") -> Any:
     if not isinstance(x, da.Array):
         raise TypeError(f"{name} must be a dask array, got {type(x).__name__} (logitops' own functions take NumPy arrays)")
     _known_chunks(x, name)
     return x
 
 
-def _whole_axes(x: da.Array, axes: tuple[int, ...], name: str, what: str) -> None:
+def _whole_axes(x: Any, axes: tuple[int, ...], name: str, what: str) -> None:
     for ax in axes:
         if len(x.chunks[ax]) > 1:
             raise ValueError(
@@ -96,7 +100,7 @@ def _whole_axes(x: da.Array, axes: tuple[int, ...], name: str, what: str) -> Non
             )
 
 
-def _as_blocks(a: Any, name: str, like: da.Array, axes_of_like: tuple[int, ...]) -> Any:
+def _as_blocks(a: Any, name: str, like: Any, axes_of_like: tuple[int, ...]) -> Any:
     """`a` (a dask or NumPy array whose axis i lies along `like`'s axis axes_of_like[i]) as a dask
     array cut as `like` along those axes (size-1 axes broadcast: one chunk); an argument of
     another shape is returned as it is, for the NumPy checks to refuse."""
@@ -130,8 +134,8 @@ def _stand_in(a: Any) -> Any:
 class _Call(NamedTuple):
     name: str
     spec: _Loss
-    arrays: dict[str, da.Array]  # the blocked arguments: input, target (and bcast ones)
-    index: dict[str, str]  # each blocked argument's blockwise index
+    arrays: dict[str, Any]  # the blocked arguments: input, target (and bcast ones)
+    indices: dict[str, str]  # each blocked argument's blockwise index
     static: dict[str, Any]  # everything else, handed whole to every block
     reduction: str
     out_index: str  # the input's index
@@ -210,7 +214,7 @@ def _prepare(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], stackleve
     return _Call(name, spec, arrays, index, kw, reduction, ind, loss_index)
 
 
-def _check_class_call(name: str, kw: dict[str, Any], arrays: dict[str, da.Array]) -> None:
+def _check_class_call(name: str, kw: dict[str, Any], arrays: dict[str, Any]) -> None:
     """The NumPy checks of a class-target call, on a stand-in whose targets are all ignored (the
     targets' values are checked by their blocks' tasks, as the kernels check them)."""
     t = arrays["target"]
@@ -256,8 +260,8 @@ def _block_fused(name: str, static: dict[str, Any], names: tuple[str, ...], scal
 
 
 def _block_fused_none(name: str, static: dict[str, Any], names: tuple[str, ...], *blocks: Any) -> tuple[Any, Any]:
-    fn = getattr(_np_module(), name + "_value_and_grad")
-    return tuple(fn(**_kwargs(static, names, blocks), reduction="none"))  # type: ignore[return-value]
+    loss, grad = getattr(_np_module(), name + "_value_and_grad")(**_kwargs(static, names, blocks), reduction="none")
+    return loss, grad
 
 
 def _block_none(name: str, static: dict[str, Any], names: tuple[str, ...], *blocks: Any) -> np.ndarray:
@@ -295,7 +299,7 @@ def _fsum_chunk(a: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndar
     return out
 
 
-def _fsum(a: da.Array, axis: tuple[int, ...]) -> da.Array:
+def _fsum(a: Any, axis: tuple[int, ...]) -> Any:
     return da.reduction(a, _fsum_chunk, _fsum_chunk, axis=axis, dtype=np.float64, combine=_fsum_chunk,
                         concatenate=True, meta=np.empty((0,) * (a.ndim - len(axis)), np.float64))
 
@@ -304,9 +308,9 @@ def _reduce(parts: np.ndarray, reduction: str, dtype: np.dtype) -> np.ndarray:
     return np.asarray(_checks.reduce_loss(float(parts[0]), float(parts[1]), reduction, dtype))
 
 
-def _scale(divisor: np.ndarray) -> np.ndarray:
+def _scale(divisor: Any) -> np.ndarray:
     with np.errstate(divide="ignore"):  # 1/0: inf, as the kernels' grad_value / divisor
-        return np.divide(1.0, np.float64(divisor))  # type: ignore[no-any-return]
+        return np.asarray(np.divide(1.0, np.float64(divisor)))
 
 
 # ----------------------------------------------------------------------------- graphs
@@ -325,11 +329,11 @@ def _blockwise_args(c: _Call) -> tuple[tuple[str, ...], list[Any]]:
     names = tuple(c.arrays)
     flat: list[Any] = []
     for n in names:
-        flat += [c.arrays[n], c.index[n]]
+        flat += [c.arrays[n], c.indices[n]]
     return names, flat
 
 
-def _grid_parts(c: _Call, fn: Callable[..., Any], width: int | None) -> da.Array:
+def _grid_parts(c: _Call, fn: Callable[..., Any], width: int | None) -> Any:
     """One small float64 array per block of the input: (1, ..., 1, width), or (1, ..., 1)."""
     names, flat = _blockwise_args(c)
     grid = len(c.out_index)
@@ -340,7 +344,7 @@ def _grid_parts(c: _Call, fn: Callable[..., Any], width: int | None) -> da.Array
                         concatenate=True, align_arrays=False)
 
 
-def _total(c: _Call, parts: da.Array) -> da.Array:
+def _total(c: _Call, parts: Any) -> Any:
     """The reduced loss (0-d, the computation's dtype) from the blocks' [total, divisor]."""
     summed = _fsum(parts, tuple(range(parts.ndim - 1))) if parts.ndim > 1 else parts
     dt = _dtype_of(c)
@@ -372,7 +376,7 @@ def _loss(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return _total(c, _grid_parts(c, _block_partials, 2))
 
 
-def _value_and_grad(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, da.Array]:
+def _value_and_grad(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
     c = _prepare(name, args, kwargs)
     names, flat = _blockwise_args(c)
     dt = _dtype_of(c)
@@ -434,7 +438,7 @@ def _lse_block(a: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarr
     return np.asarray(_np_logsumexp(a, axis=axis, keepdims=keepdims))
 
 
-def logsumexp(x: Any, axis: Any = -1, keepdims: bool = False) -> da.Array:
+def logsumexp(x: Any, axis: Any = -1, keepdims: bool = False) -> Any:
     """logitops.logsumexp over a dask array, any chunking: blocks along a reduced axis are combined
     by a logsumexp of their logsumexps (exact: it is the same sum)."""
     x = _check_input(x, "x")
@@ -454,7 +458,7 @@ def _row_block(a: np.ndarray, fn: Callable[..., Any], axis: tuple[int, ...], dty
     return np.asarray(fn(a, axis=axis, dtype=dtype))
 
 
-def _row_map(fn: Callable[..., Any], x: Any, axis: Any, dtype: Any) -> da.Array:
+def _row_map(fn: Callable[..., Any], x: Any, axis: Any, dtype: Any) -> Any:
     x = _check_input(x, "x")
     dt = x.dtype if dtype is None else _checks.check_float_dtype(dtype)
     if dtype is None and x.dtype not in _checks.FLOAT_DTYPES:
@@ -465,11 +469,11 @@ def _row_map(fn: Callable[..., Any], x: Any, axis: Any, dtype: Any) -> da.Array:
     return x.map_blocks(_row_block, fn, axes, dtype, dtype=dt, meta=np.empty((0,) * x.ndim, dt))
 
 
-def log_softmax(x: Any, axis: Any = -1, *, dtype: Any = None) -> da.Array:
+def log_softmax(x: Any, axis: Any = -1, *, dtype: Any = None) -> Any:
     """logitops.log_softmax over a dask array whose `axis` is one chunk (block by block)."""
     return _row_map(_np_log_softmax, x, axis, dtype)
 
 
-def softmax(x: Any, axis: Any = -1, *, dtype: Any = None) -> da.Array:
+def softmax(x: Any, axis: Any = -1, *, dtype: Any = None) -> Any:
     """logitops.softmax over a dask array whose `axis` is one chunk (block by block)."""
     return _row_map(_np_softmax, x, axis, dtype)
