@@ -7,6 +7,7 @@ few tasks per block and nothing is computed before .compute(); bad layouts raise
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 import threading
@@ -228,6 +229,9 @@ def test_bad_layouts_raise_before_any_task():
 @pytest.fixture(scope="module", params=["spawn", "fork"])
 def client(request):
     distributed = pytest.importorskip("distributed")
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("worker processes under ASan's preload start for minutes; the blocks' kernels are "
+                    "covered by the threaded tests")
     with dask.config.set({"distributed.worker.multiprocessing-method": request.param}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                            dashboard_address=None, memory_limit="1GiB")

@@ -97,7 +97,13 @@ def build_dirs() -> list[Path]:
     dev build links it there) and every build under the source tree (pip's build/<wheel tag>)."""
     dirs = {Path(logitops._core.__file__).resolve().parent}
     dirs.update(p.parent for p in (ROOT / "build").glob("*/CMakeFiles"))
-    return sorted(d for d in dirs if any((d / "CMakeFiles").glob("logitops_kernels_*.dir")))
+    return sorted(d for d in dirs if any((d / "CMakeFiles").glob("logitops_kernels_*.dir")) and not _sanitized(d))
+
+
+def _sanitized(d: Path) -> bool:
+    """A sanitizer build (its instrumentation is not the product's code): left out."""
+    cache = d / "CMakeCache.txt"
+    return cache.is_file() and "LOGITOPS_SANITIZE:BOOL=ON" in cache.read_text(errors="replace")
 
 
 def test_isa_code_stays_in_its_namespace():
