@@ -7,6 +7,7 @@ few tasks per block and nothing is computed before .compute(); bad layouts raise
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import subprocess
 import sys
@@ -232,17 +233,28 @@ def client(request):
     if "libasan" in os.environ.get("LD_PRELOAD", ""):
         pytest.skip("worker processes under ASan's preload start for minutes; the blocks' kernels are "
                     "covered by the threaded tests")
-    with dask.config.set({"distributed.worker.multiprocessing-method": request.param}):
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, memory_limit="1GiB")
-        c = distributed.Client(cluster)
-    # The start method took: a forked worker has the client's modules (logitops' extension
-    # loaded before the fork), a spawned one starts empty.
-    inherited = c.run(lambda: "logitops._core" in sys.modules)
-    assert list(inherited.values()) == [request.param == "fork"] * 2, inherited
-    yield c
-    c.close()
-    cluster.close()
+    # distributed's loggers quiet while the cluster lives: a worker forked while another thread of
+    # this process held a logging handler's lock blocks on it at its first log line (seen with
+    # distributed 2024.8: the forked worker hung in Handler.flush). Forked workers inherit the levels.
+    names = ["distributed"] + [n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]
+    levels = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        with dask.config.set({"distributed.worker.multiprocessing-method": request.param}):
+            cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                               dashboard_address=None, memory_limit="1GiB")
+            c = distributed.Client(cluster)
+        # The start method took: a forked worker has the client's modules (logitops' extension
+        # loaded before the fork), a spawned one starts empty.
+        inherited = c.run(lambda: "logitops._core" in sys.modules)
+        assert list(inherited.values()) == [request.param == "fork"] * 2, inherited
+        yield c
+        c.close()
+        cluster.close()
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
 
 
 @pytest.mark.parametrize("case", [0, 2, 5], ids=[CASE_IDS[i] for i in (0, 2, 5)])
