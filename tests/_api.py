@@ -24,6 +24,9 @@ from _oracle import torch_forward
 import logitops as lo
 
 SETTINGS = ("isa", "set_num_threads", "get_num_threads")
+# Mergeable partial results of the losses (tested in test_partials.py): helpers taking a loss
+# function, not functions of a family, so the walks leave them out.
+PARTIALS = ("loss_partials", "loss_divisor", "combine_partials")
 ROW = ("logsumexp", "log_softmax", "softmax")
 ELEM = ("log_sigmoid", "sigmoid")
 PRIMITIVES = ROW + ELEM
@@ -51,7 +54,7 @@ def split(name: str) -> tuple[str, str]:
 def public_functions() -> list[str]:
     """Every public function but the process-wide settings, in __all__ order (classes are not
     functions: public_classes)."""
-    return [n for n in lo.__all__ if n not in SETTINGS and callable(getattr(lo, n))
+    return [n for n in lo.__all__ if n not in SETTINGS + PARTIALS and callable(getattr(lo, n))
             and not isinstance(getattr(lo, n), type)]
 
 

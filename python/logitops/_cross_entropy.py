@@ -101,7 +101,9 @@ def _class_targets(target: np.ndarray, classes: int, ignore_index: int) -> np.nd
 
 
 def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool, extra_dtype: Any = None,
-             rows_ok: bool = True) -> _Prepared:
+             rows_ok: bool = True, read_input: bool = True) -> _Prepared:
+    """The checked arguments as the kernels take them. With read_input=False only the input's
+    shape and dtype are used (p.input and p.probs are left as given: no copies)."""
     if type(input) is not np.ndarray or input.dtype not in FLOAT_DTYPES:
         input = float_array(input, "input")
     shape = input.shape
@@ -181,6 +183,9 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
     p.dtype = dt
     p.shape = shape
     p.channels_last = False
+    if not read_input:
+        p.input = input
+        return p
     if input.flags.c_contiguous or not rows_ok or nd < 3:
         p.input = contiguous(input, dt)
     else:
@@ -373,3 +378,52 @@ def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.nd
     loss, grad = _run(_core.nll_loss, OP_LOSS_AND_GRAD, p, int(ignore_index), 0.0, reduction, out=out)
     assert grad is not None  # the fused op returns one
     return loss, grad
+
+
+# ----------------------------------------------------------------------------- partials
+# Mergeable partial results (_partials.py): the float64 loss sum and the mean's divisor of one
+# block, from the kernels' own (loss_sum, divisor), and the divisor alone from the targets.
+
+
+def _partials(kw: dict[str, Any], nll: bool, grad_scale: float | None,
+              out: np.ndarray | None) -> tuple[float, float, np.ndarray | None]:
+    """(loss sum, divisor, gradient of grad_scale * loss sum or None) of the forward's arguments `kw`."""
+    ls = 0.0 if nll else _check_label_smoothing(kw["label_smoothing"])
+    ignore_index = kw["ignore_index"]
+    p = _prepare(kw["input"], kw["target"], kw["weight"], ignore_index, nll, rows_ok=out is None)
+    op = OP_LOSS
+    if grad_scale is not None:
+        op = OP_LOSS_AND_GRAD
+        out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
+                        (("target", p.target), ("target", p.probs), ("weight", p.weight)))
+    kernel = _core.nll_loss if nll else _core.cross_entropy
+    total, divisor, bad, _, grad = kernel(op, _REDUCTION["sum"], p.input, p.target, p.probs, p.weight, p.outer,
+                                          p.classes, p.inner, int(ignore_index), ls, None,
+                                          1.0 if grad_scale is None else grad_scale, out)
+    if bad >= 0:
+        assert p.target is not None
+        raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
+    if grad is not None and p.channels_last:
+        grad = np.moveaxis(grad, -1, 1)
+    return float(total), float(divisor), grad
+
+
+def _divisor(kw: dict[str, Any], nll: bool) -> float:
+    """The mean's divisor from the targets, the weight and the input's shape and dtype alone (the
+    input's values are never read: np.broadcast_to(0.0, shape) serves): sum of w[y] over the
+    class targets that are not ignored, else the number of samples. Every argument is checked
+    as the forward checks it, class targets as the kernels do."""
+    if not nll:
+        _check_label_smoothing(kw["label_smoothing"])
+    ignore_index = kw["ignore_index"]
+    p = _prepare(kw["input"], kw["target"], kw["weight"], ignore_index, nll, read_input=False)
+    if p.target is None:  # probability targets: "mean" divides by the number of samples
+        return 0.0 if p.outer * p.classes * p.inner == 0 else float(p.outer * p.inner)
+    y = p.target.reshape(-1)
+    counted = y != int(ignore_index)
+    bad = counted & ((y < 0) | (y >= p.classes))
+    if bad.any():
+        raise IndexError(f"Target {int(y[int(np.argmax(bad))])} is out of bounds.")
+    if p.weight is None:
+        return float(np.count_nonzero(counted))
+    return float(np.sum(p.weight[y[counted]], dtype=np.float64))
