@@ -12,13 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _api import (
-    ELEMENTWISE_LOSSES,
-    first_array,
-    first_name,
-    target_name,
     BINARY,
     BUILDERS,
     CLASS,
+    ELEMENTWISE_LOSSES,
     LOSS_CLASSES,
     LOSSES,
     PRIMITIVES,
@@ -27,6 +24,8 @@ from _api import (
     call,
     call_kwargs,
     differentiable_wrt,
+    first_array,
+    first_name,
     full_kwargs,
     funcs_of,
     is_reduced,
@@ -34,6 +33,7 @@ from _api import (
     public_classes,
     public_functions,
     split,
+    target_name,
 )
 
 import logitops as lo

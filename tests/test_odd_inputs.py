@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 import torch
 from _api import (
-    ELEMENTWISE_LOSSES,
-    first_array,
-    first_name,
     BINARY,
     BUILDERS,
     CLASS,
+    ELEMENTWISE_LOSSES,
     LOSSES,
     PRIMITIVES,
     ROW,
     Report,
     call,
     differentiable_wrt,
+    first_array,
+    first_name,
     forward_kwargs,
     full_kwargs,
     funcs_of,

@@ -24,16 +24,16 @@ from typing import Any
 import numpy as np
 import pytest
 from _api import (
-    ELEMENTWISE_LOSSES,
-    first_name,
     BINARY,
     BUILDERS,
     CLASS,
+    ELEMENTWISE_LOSSES,
     LOSSES,
     PRIMITIVES,
     ROW,
     call,
     differentiable_wrt,
+    first_name,
     forward_kwargs,
     public_functions,
 )

@@ -383,7 +383,7 @@ int rows_op(const BinaryArgs<T>& a, int64_t classes, int64_t row_begin, int64_t 
   return with_bool(a.weight.data != nullptr, [&](auto w) {
     return with_bool(ext, [&](auto x) {
       return run_rows<T, op, std::decay_t<decltype(w)>::value, std::decay_t<decltype(x)>::value>(a, classes, row_begin,
-                                                                                                  row_end, loss_sum);
+                                                                                                 row_end, loss_sum);
     });
   });
 }

@@ -24,6 +24,14 @@ from ._binary import (
     binary_cross_entropy_with_logits_value_and_grad,
 )
 from ._checks import check_reduction, legacy_reduction
+from ._cross_entropy import (
+    cross_entropy,
+    cross_entropy_backward,
+    cross_entropy_value_and_grad,
+    nll_loss,
+    nll_loss_backward,
+    nll_loss_value_and_grad,
+)
 from ._divergence import (
     _focal_args,
     kl_div,
@@ -40,14 +48,6 @@ from ._margin import (
     soft_margin_loss,
     soft_margin_loss_backward,
     soft_margin_loss_value_and_grad,
-)
-from ._cross_entropy import (
-    cross_entropy,
-    cross_entropy_backward,
-    cross_entropy_value_and_grad,
-    nll_loss,
-    nll_loss_backward,
-    nll_loss_value_and_grad,
 )
 
 __all__ = [
