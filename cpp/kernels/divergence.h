@@ -4,9 +4,13 @@
 //
 // Every element is computed in double, for float32 too (the float32 data is widened a block at a
 // time and the results rounded once): both losses have a term that cancels or an exponent whose
-// rounding float32 cannot absorb (below), and with double inside every float32 result is the
-// correctly rounded value to within a fraction of an ulp. Sums accumulate in double lanes. The
-// binding cuts [0, n) into fixed chunks, so sums are bit-identical over thread counts.
+// rounding float32 cannot absorb (below); with double inside, float32 results are within 4 ulp
+// (tests/test_divergence.py), with one limit: where kl_div's log t - x (or log t + 1 - x)
+// cancels to within 2^-29 of its terms, i.e. x equals log t to float32's own precision, the
+// double log t bounds the absolute error by 2^-50 t max(|log t|, |x|) (a double-double log
+// would lift that). float64 results carry the rounding of log t (kl_div) and of gamma log u
+// (focal: about |gamma log u| / 2 ulp). Sums accumulate in double lanes. The binding cuts
+// [0, n) into fixed chunks, so sums are bit-identical over thread counts.
 //
 // Per element, g the upstream gradient (grad_output[i] times grad_scale; grad_scale holds the
 // scalar upstream gradient and 1/divisor for "mean"/"batchmean"):
@@ -16,7 +20,7 @@
 //                     so nan for x = +-inf there, as torch), nan for t < 0.
 //                     d/dx = -g t,   d/dt = g (log t + 1 - x)   (-inf at t = 0; torch: nan)
 //     t log t - t x cancels where x ~ log t, the usual case of a converged student: in float32
-//     torch loses every digit there; log t - x in double is exact to float32's precision.
+//     torch loses every digit there; t (log t - x) with log t in double keeps them (above).
 //   log_target true:  loss = exp(t) (t - x), d/dx = -g exp(t), d/dt = g exp(t) (t - x + 1)
 //     (t - x + 1 by a two-sum, so it does not cancel in float64 either). In double a float32
 //     exp(t) neither overflows nor goes subnormal, where torch's float32 exp(t) does
