@@ -106,7 +106,8 @@ def test_kl_div_reductions_are_torchs(rng):
             got = lo.kl_div(x, t, size_average=sa, reduce=rd, reduction="batchmean")
             gb = lo.kl_div_backward(np.ones(want.shape) if want.ndim else 1.0, x, t, size_average=sa, reduce=rd,
                                     reduction="batchmean")
-            _, gw = torch_grads(lambda a, b: F.kl_div(a, b, size_average=sa, reduce=rd, reduction="batchmean"),
+            _, gw = torch_grads(lambda a, b, sa=sa, rd=rd: F.kl_div(a, b, size_average=sa, reduce=rd,
+                                                                     reduction="batchmean"),
                                 x, t, np.ones(want.shape), wrt=("input",))
         assert_close(got, want, np.float64, what=f"legacy {sa} {rd} batchmean")
         assert_close(gb, gw["input"], np.float64, what=f"legacy {sa} {rd} batchmean backward")
@@ -247,7 +248,7 @@ def test_focal_against_torchvision(dtype, reduction, hard, rng):
         x = np.asarray(rng.standard_normal(shape) * 4).astype(dtype)
         t = np.asarray(rng.integers(0, 2, shape) if hard else rng.uniform(0, 1, shape)).astype(dtype)
 
-        def f(a, b):
+        def f(a, b, alpha=alpha, gamma=gamma):
             return torchvision_focal(a, b, alpha, gamma, reduction)
 
         want = f(T(x), T(t)).numpy()
@@ -380,10 +381,10 @@ def test_focal_bad_inputs(rng):
     for v in (-0.1, 1.1, np.inf, -np.inf, -1e-30):
         bad = t.copy()
         bad[2, 3] = v
-        for call in (lambda: lo.sigmoid_focal_loss(x, bad), lambda: lo.sigmoid_focal_loss_backward(np.ones_like(x), x, bad),
-                     lambda: lo.sigmoid_focal_loss_value_and_grad(x, bad)):
+        for call in (lo.sigmoid_focal_loss, lambda a, b: lo.sigmoid_focal_loss_backward(np.ones_like(a), a, b),
+                     lo.sigmoid_focal_loss_value_and_grad):
             with pytest.raises(ValueError, match="targets"):
-                call()
+                call(x, bad)
         xo = x.copy()
         with pytest.raises(ValueError, match="targets"):
             lo.sigmoid_focal_loss_value_and_grad(xo, bad, out=xo)
