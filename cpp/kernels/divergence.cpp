@@ -138,7 +138,11 @@ struct Focal {
     if (gamma_zero) {
       p.F = one;
     } else {
-      const V inner = D::select(D::eq(b, D::zero()), -ax, vlog<double>(D::fma(a, e, b)));
+      // log(a e + b) is -|x| for b = 0 (listed so it never underflows) and 0 for b = 1; the log
+      // is taken only for vectors holding a soft target (0 < b < 1).
+      V inner = D::select(D::eq(b, D::zero()), -ax, D::zero());
+      const auto soft = D::mask_and(D::gt(b, D::zero()), D::lt(b, one));
+      if (D::any(soft)) inner = D::select(soft, vlog<double>(D::fma(a, e, b)), inner);
       p.F = vexp_nonpos<double>(gamma * (inner - L));
     }
     p.at = use_alpha ? alpha * t + one_minus_alpha * omt : one;
