@@ -415,3 +415,22 @@ def test_focal_thread_count_does_not_change_sums(rng):
     finally:
         lo.set_num_threads(before)
     assert a == b
+
+
+@pytest.mark.parametrize("variant", ["", "_backward", "_value_and_grad"])
+def test_signatures(variant):
+    """kl_div: torch's positional parameters; sigmoid_focal_loss: torchvision's (inputs,
+    targets, alpha=0.25, gamma=2.0, reduction="none"); grad_output first for backward, then
+    ours keyword-only."""
+    import inspect
+
+    P = inspect.Parameter
+    lead = [("grad_output", P.empty)] if variant == "_backward" else []
+    for base, theirs, wrt in (
+            ("kl_div", [(p.name, p.default) for p in inspect.signature(F.kl_div).parameters.values()], "input"),
+            ("sigmoid_focal_loss", [("inputs", P.empty), ("targets", P.empty), ("alpha", 0.25), ("gamma", 2.0),
+                                    ("reduction", "none")], "inputs")):
+        ps = list(inspect.signature(getattr(lo, base + variant)).parameters.values())
+        assert [(p.name, p.default) for p in ps if p.kind == P.POSITIONAL_OR_KEYWORD] == lead + theirs
+        extra = {"": [], "_backward": [("wrt", wrt)], "_value_and_grad": [("out", None)]}[variant]
+        assert [(p.name, p.default) for p in ps if p.kind == P.KEYWORD_ONLY] == extra

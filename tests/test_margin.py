@@ -197,3 +197,33 @@ def test_multilabel_weight_promotes_as_torch(rng):
     w = rng.uniform(0.5, 1, 3)
     got = lo.multilabel_soft_margin_loss(x, t, w)
     assert got.dtype == np.float64 == F.multilabel_soft_margin_loss(to_torch(x), to_torch(t), to_torch(w)).numpy().dtype
+
+
+@pytest.mark.parametrize("variant", ["", "_backward", "_value_and_grad"])
+@pytest.mark.parametrize("base", ["soft_margin_loss", "multilabel_soft_margin_loss"])
+def test_signature_is_torchs(base, variant):
+    """torch's positional parameters (grad_output first for backward), then ours keyword-only."""
+    import inspect
+
+    P = inspect.Parameter
+    ps = list(inspect.signature(getattr(lo, base + variant)).parameters.values())
+    theirs = [(p.name, p.default) for p in inspect.signature(getattr(F, base)).parameters.values()]
+    lead = [("grad_output", P.empty)] if variant == "_backward" else []
+    assert [(p.name, p.default) for p in ps if p.kind == P.POSITIONAL_OR_KEYWORD] == lead + theirs
+    extra = {"": [], "_backward": [("wrt", "input")], "_value_and_grad": [("out", None)]}[variant]
+    assert [(p.name, p.default) for p in ps if p.kind == P.KEYWORD_ONLY] == extra
+
+
+def test_legacy_reductions_against_torch(rng):
+    x, t = rng.standard_normal((6, 4)), rng.uniform(0, 1, (6, 4))
+    y = np.sign(t - 0.5)
+    for sa, rd in itertools.product((None, True, False), repeat=2):
+        if (sa, rd) == (None, None):
+            continue
+        with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated") as ws:
+            got = (lo.soft_margin_loss(x, y, sa, rd), lo.multilabel_soft_margin_loss(x, t, None, sa, rd))
+        assert all(w.filename == __file__ for w in ws)
+        with pytest.warns(UserWarning):
+            want = (F.soft_margin_loss(T(x), T(y), sa, rd), F.multilabel_soft_margin_loss(T(x), T(t), None, sa, rd))
+        for a, b in zip(got, want):
+            assert_close(a, b.numpy(), np.float64, what=f"{sa} {rd}")
