@@ -2,9 +2,11 @@
 callables per library.
 
 An Entry names the arrays its call takes (`args`: "x" the logits, "g" an upstream gradient, "t"
-binary targets, "p" probabilities, "y" class indices, "out" a reused output buffer) and gives
+binary targets, "s" +-1 labels, "p" probabilities, "y" class indices, "out" a reused output buffer) and gives
 the same computation for each library as that library's users write it: `ours` (logitops),
-`torch` (the forward, or forward + backward through autograd for gradient rows), `numpy` and
+`torch` (the forward, or forward + backward through autograd for gradient rows; torchvision's
+sigmoid_focal_loss is its composition written out in torch, torchvision not being installable
+beside this torch), `numpy` and
 `jax` (jax/optax, jit-compiled) where there is one. Library-specific callables are factories
 taking the library (torch's and jax's are imported on first use, so an absent library costs
 nothing and only blanks its column). build() makes one Case, the inputs and bound callables at
@@ -171,6 +173,19 @@ def _jax_bce_logits(J: Any) -> Fn:
     return lambda x, t: J.optax.sigmoid_binary_cross_entropy(x, t).mean()
 
 
+def _torch_focal(L: Any) -> Fn:
+    """torchvision.ops.sigmoid_focal_loss (alpha 0.25, gamma 2), as torchvision composes it."""
+    F = L.F
+
+    def loss(x, t, alpha=0.25, gamma=2.0):
+        p = L.torch.sigmoid(x)
+        ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+        p_t = p * t + (1 - p) * (1 - t)
+        return ((alpha * t + (1 - alpha) * (1 - t)) * (ce * ((1 - p_t) ** gamma))).mean()
+
+    return loss
+
+
 def _same(a: Arrays) -> tuple[int, int]:  # reads x, writes as much
     return a["x"].nbytes, a["x"].nbytes
 
@@ -193,6 +208,10 @@ VEC_QUICK = f32((1000,), (1_000_000,))
 VEC_OUT = f32((10_000_000,))
 BCE = f32((1000,), (100_000,), (10_000_000,))
 BCE_QUICK = f32((1_000_000,))
+ELEM_LOSS = f32((10_000_000,))
+ELEM_LOSS_QUICK = f32((1_000_000,))
+ROW_LOSS = f32((8192, 1000))
+ROW_LOSS_QUICK = f32((1024, 1000))
 CE = f32((64, 10), (8192, 1000), (2048, 32000), (256, 128256))
 CE_QUICK = f32((4096, 1000), (256, 32000))
 
@@ -251,6 +270,36 @@ REGISTRY: tuple[Entry, ...] = (
           lambda p, t, out=None: lo.binary_cross_entropy_value_and_grad(p, t, out=out),
           io=_two_in_one_out, sizes=BCE, quick=BCE_QUICK, grad_out=True,
           torch=_torch_autograd(lambda L: L.F.binary_cross_entropy), jax=_jax_bce_probs),
+    # The neighbouring losses (issue 15), each against torch's own function or composition.
+    Entry("kl_div forward", "divergence", ("x", "p"), lambda x, p: lo.kl_div(x, p, reduction="batchmean"),
+          io=lambda a: (2 * a["x"].nbytes, 0), sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK,
+          torch=lambda L: lambda x, p: L.F.kl_div(x, p, reduction="batchmean")),
+    Entry("kl_div value+grad", "divergence", ("x", "p"),
+          lambda x, p, out=None: lo.kl_div_value_and_grad(x, p, reduction="batchmean", out=out),
+          io=_two_in_one_out, sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK, grad_out=True,
+          torch=_torch_autograd(lambda L: lambda x, p: L.F.kl_div(x, p, reduction="batchmean"))),
+    Entry("sigmoid_focal_loss forward", "divergence", ("x", "t"),
+          lambda x, t: lo.sigmoid_focal_loss(x, t, reduction="mean"),
+          io=lambda a: (2 * a["x"].nbytes, 0), sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK, torch=_torch_focal),
+    Entry("sigmoid_focal_loss value+grad", "divergence", ("x", "t"),
+          lambda x, t, out=None: lo.sigmoid_focal_loss_value_and_grad(x, t, reduction="mean", out=out),
+          io=_two_in_one_out, sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK, grad_out=True,
+          torch=_torch_autograd(_torch_focal)),
+    Entry("soft_margin_loss forward", "margin", ("x", "s"), lambda x, s: lo.soft_margin_loss(x, s),
+          io=lambda a: (2 * a["x"].nbytes, 0), sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK,
+          torch=lambda L: L.F.soft_margin_loss),
+    Entry("soft_margin_loss value+grad", "margin", ("x", "s"),
+          lambda x, s, out=None: lo.soft_margin_loss_value_and_grad(x, s, out=out),
+          io=_two_in_one_out, sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK, grad_out=True,
+          torch=_torch_autograd(lambda L: L.F.soft_margin_loss)),
+    Entry("multilabel_soft_margin_loss forward", "margin", ("x", "t"),
+          lambda x, t: lo.multilabel_soft_margin_loss(x, t),
+          io=lambda a: (2 * a["x"].nbytes, 0), sizes=ROW_LOSS, quick=ROW_LOSS_QUICK,
+          torch=lambda L: L.F.multilabel_soft_margin_loss),
+    Entry("multilabel_soft_margin_loss value+grad", "margin", ("x", "t"),
+          lambda x, t, out=None: lo.multilabel_soft_margin_loss_value_and_grad(x, t, out=out),
+          io=_two_in_one_out, sizes=ROW_LOSS, quick=ROW_LOSS_QUICK, grad_out=True,
+          torch=_torch_autograd(lambda L: L.F.multilabel_soft_margin_loss)),
     Entry("cross_entropy forward", "cross_entropy", ("x", "y"), lambda x, y: lo.cross_entropy(x, y),
           io=_ce_io(grad=False), sizes=CE, quick=CE_QUICK, tiny=f32((8, 4)),
           torch=lambda L: L.F.cross_entropy, numpy=_np_ce, numpy_max=10_000_000, jax=_jax_ce),
@@ -364,6 +413,8 @@ def make_inputs(name: str, shape: Shape, dtype: type, args: tuple[str, ...]) -> 
         a["g"] = rng.standard_normal(shape, dtype=dtype)
     if "t" in args:
         a["t"] = (rng.random(shape) < 0.5).astype(dtype)
+    if "s" in args:
+        a["s"] = np.where(rng.random(shape) < 0.5, -1.0, 1.0).astype(dtype)
     if "p" in args:
         a["p"] = (1 / (1 + np.exp(-x))).astype(dtype)
     if "y" in args:

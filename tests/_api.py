@@ -32,7 +32,11 @@ ELEM = ("log_sigmoid", "sigmoid")
 PRIMITIVES = ROW + ELEM
 BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
 CLASS = ("cross_entropy", "nll_loss")
-LOSSES = BINARY + CLASS
+# Elementwise (and, multilabel, row-reduced) losses of input's shape without class indices.
+MARGIN = ("soft_margin_loss", "multilabel_soft_margin_loss")
+DIVERGENCE = ("kl_div", "sigmoid_focal_loss")
+ELEMENTWISE_LOSSES = MARGIN + DIVERGENCE
+LOSSES = BINARY + CLASS + ELEMENTWISE_LOSSES
 VARIANTS = ("_value_and_grad", "_backward")
 # The loss objects and the function family each calls (test_loss_objects.py).
 LOSS_CLASSES = {
@@ -40,6 +44,10 @@ LOSS_CLASSES = {
     "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
     "CrossEntropyLoss": "cross_entropy",
     "NLLLoss": "nll_loss",
+    "KLDivLoss": "kl_div",
+    "SoftMarginLoss": "soft_margin_loss",
+    "MultiLabelSoftMarginLoss": "multilabel_soft_margin_loss",
+    "SigmoidFocalLoss": "sigmoid_focal_loss",
 }
 
 
@@ -160,12 +168,39 @@ def build_class(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", w
     return kw
 
 
+def build_elementwise(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", weight=None,
+                      log_target=False, alpha=0.25, gamma=2.0, target_dtype=None, **_):
+    """kl_div, soft_margin_loss, multilabel_soft_margin_loss, sigmoid_focal_loss: an input of
+    `shape` (logits; log-probabilities for kl_div) and a target of the same shape (probabilities,
+    their logs with log_target, +-1 labels for soft_margin_loss). weight (multilabel): None or a
+    kind of _weight_shape (True: 'last'). sigmoid_focal_loss's arguments are inputs/targets."""
+    x = np.asarray((values or normal_values(rng))(shape)).astype(dtype)
+    tdt = target_dtype or dtype
+    if base == "soft_margin_loss":
+        t = rng.choice([-1.0, 1.0], shape)
+    elif base == "kl_div" and log_target:
+        t = np.log(rng.uniform(0.01, 1, shape))
+    else:
+        t = rng.uniform(0, 1, shape)
+    t = np.asarray(t).astype(tdt)
+    if base == "sigmoid_focal_loss":
+        return {"inputs": x, "targets": t, "alpha": alpha, "gamma": gamma, "reduction": reduction}
+    kw: dict[str, Any] = {"input": x, "target": t, "reduction": reduction}
+    if base == "kl_div" and log_target:
+        kw["log_target"] = True
+    if base == "multilabel_soft_margin_loss" and weight is not None and weight is not False:
+        kind = "last" if weight is True else weight
+        kw["weight"] = rng.uniform(0.2, 2.0, _weight_shape(shape, kind)).astype(dtype)
+    return kw
+
+
 BUILDERS: dict[str, Callable[..., dict]] = {
     **{b: build_primitive for b in PRIMITIVES},
     "binary_cross_entropy": build_bce,
     "binary_cross_entropy_with_logits": build_bce,
     "cross_entropy": build_class,
     "nll_loss": build_class,
+    **{b: build_elementwise for b in ELEMENTWISE_LOSSES},
 }
 
 
@@ -200,8 +235,17 @@ def call_kwargs(name: str, rng, dtype=np.float64, **opts) -> dict:
     return kw
 
 
+def first_name(kw: dict) -> str:
+    """The name of the first array argument: x (primitives), input, or inputs (focal loss)."""
+    return "x" if "x" in kw else "inputs" if "inputs" in kw else "input"
+
+
+def target_name(kw: dict) -> str:
+    return "targets" if "targets" in kw else "target"
+
+
 def first_array(kw: dict) -> np.ndarray:
-    return kw["x"] if "x" in kw else kw["input"]
+    return kw[first_name(kw)]
 
 
 def differentiable_wrt(base: str, kw: dict) -> tuple[str, ...]:
@@ -212,6 +256,10 @@ def differentiable_wrt(base: str, kw: dict) -> tuple[str, ...]:
         return ("input", "target")
     if base == "cross_entropy" and np.asarray(kw["target"]).dtype.kind == "f":
         return ("input", "target")
+    if base in ("kl_div", "multilabel_soft_margin_loss"):
+        return ("input", "target")
+    if base == "sigmoid_focal_loss":
+        return ("inputs",)
     return ("input",)
 
 
@@ -242,7 +290,7 @@ def call(name: str, kw: dict) -> Any:
 
 
 def ours_grad(base: str, kw: dict, grad_output: Any, wrt: str = "input") -> np.ndarray:
-    extra = {"wrt": wrt} if wrt not in ("x", "input") else {}
+    extra = {"wrt": wrt} if wrt not in ("x", "input", "inputs") else {}
     return call(base + "_backward", {"grad_output": grad_output, **kw, **extra})
 
 
@@ -254,6 +302,8 @@ def full_kwargs(name: str, rng, dtype=np.float64, **opts) -> dict:
         opts.setdefault("pos_weight", "last")
     if base in CLASS:
         opts.setdefault("weight", True)
+    if base == "multilabel_soft_margin_loss":
+        opts.setdefault("weight", "last")
     return call_kwargs(name, rng, dtype, **opts)
 
 

@@ -106,6 +106,9 @@ def torch_function(base: str, kw: dict) -> tuple[Callable, list[str]]:
         return f, ["x"]
     if base in TORCH_ELEMENTWISE:
         return TORCH_ELEMENTWISE[base], ["x"]
+    if "inputs" in kw:  # sigmoid_focal_loss: torchvision's formula, written out in torch
+        return (lambda i, t: torchvision_focal(i, t, kw.get("alpha", 0.25), kw.get("gamma", 2.0),
+                                               kw.get("reduction", "none"))), ["inputs", "targets"]
     names = ["input", "target"] + [n for n in ("weight", "pos_weight") if kw.get(n) is not None]
     red = kw.get("reduction", "mean")
     if base == "binary_cross_entropy":
@@ -122,12 +125,41 @@ def torch_function(base: str, kw: dict) -> tuple[Callable, list[str]]:
         def f(i, t, w=None):
             return F.cross_entropy(i, t, weight=w, ignore_index=kw.get("ignore_index", -100),
                                    reduction=red, label_smoothing=kw.get("label_smoothing", 0.0))
+    elif base == "kl_div":
+        def f(i, t):
+            return F.kl_div(i, t, reduction=red, log_target=kw.get("log_target", False))
+    elif base == "soft_margin_loss":
+        # torch's own F.soft_margin_loss overflows for margins -y x > 709.8 (float64): the
+        # stable composition of the same function (the deviation is pinned in test_margin.py).
+        def f(i, t):
+            return _reduce(torch.logaddexp(torch.zeros_like(i), -t.to(i.dtype) * i), red)  # input's dtype, as torch
+    elif base == "multilabel_soft_margin_loss":
+        def f(i, t, w=None):
+            return F.multilabel_soft_margin_loss(i, t, weight=w, reduction=red)
     elif base == "nll_loss":
         def f(i, t, w=None):
             return F.nll_loss(i, t, weight=w, ignore_index=kw.get("ignore_index", -100), reduction=red)
     else:
         raise KeyError(f"no torch counterpart for {base!r}: add it to tests/_oracle.py")
     return f, names
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+
+
+def torchvision_focal(inputs: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0,
+                      reduction: str = "none") -> torch.Tensor:
+    """torchvision.ops.sigmoid_focal_loss's composition, as torchvision writes it (torchvision
+    cannot be installed beside this torch)."""
+    p = torch.sigmoid(inputs)
+    ce_loss = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce_loss * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
+        loss = alpha_t * loss
+    return _reduce(loss, reduction)
 
 
 def torch_forward(base: str, kw: dict) -> np.ndarray:
@@ -142,6 +174,8 @@ def torch_backward(base: str, kw: dict, grad_output: Any, wrt: str = "input") ->
     of <base(kw), grad_output> (wrt is "x" for the primitives)."""
     f, names = torch_function(base, kw)
     wrt = "x" if "x" in kw else wrt
+    if wrt == "input" and "input" not in names:
+        wrt = names[0]  # sigmoid_focal_loss's inputs
     ts = [to_torch_f64(kw[n]) for n in names]
     ts[names.index(wrt)].requires_grad_(True)
     y = f(*ts)

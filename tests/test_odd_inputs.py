@@ -18,12 +18,15 @@ from _api import (
     BINARY,
     BUILDERS,
     CLASS,
+    ELEMENTWISE_LOSSES,
     LOSSES,
     PRIMITIVES,
     ROW,
     Report,
     call,
     differentiable_wrt,
+    first_array,
+    first_name,
     forward_kwargs,
     full_kwargs,
     funcs_of,
@@ -49,13 +52,14 @@ def test_out_is_input_and_odd_out(name, reduction, rng):
     the no-out call's."""
     kw = full_kwargs(name, rng, reduction=reduction)
     loss0, g0 = call(name, kw)
-    out = np.full(kw["input"].shape, np.nan)
+    xn = first_name(kw)
+    out = np.full(kw[xn].shape, np.nan)
     loss1, g1 = call(name, {**kw, "out": out})
     assert g1 is out or np.shares_memory(g1, out)
     np.testing.assert_array_equal(out, g0)
     np.testing.assert_array_equal(loss1, loss0)
-    x = kw["input"].copy()
-    loss2, g2 = call(name, {**kw, "input": x, "out": x})
+    x = kw[xn].copy()
+    loss2, g2 = call(name, {**kw, xn: x, "out": x})
     np.testing.assert_array_equal(x, g0)
     np.testing.assert_array_equal(loss2, loss0)
 
@@ -67,7 +71,7 @@ def _check_vs_torch(rep: Report, name: str, kw: dict, what: str, rng, nan_strict
     """Forward, every backward and the fused call of `name`'s base on kw against torch (float64
     oracle). nan_strict: NaN exactly where torch has NaN; else only where torch is not NaN."""
     base = split(name)[0]
-    dt = (kw["x"] if "x" in kw else kw["input"]).dtype
+    dt = first_array(kw).dtype
     rtol, atol = TOL[np.dtype(dt)]
 
     def cmp(label, got, want):
@@ -132,7 +136,7 @@ ZERO_SHAPES = {
 
 
 def _family(base: str) -> str:
-    return "primitive" if base in PRIMITIVES else "binary" if base in BINARY else "class"
+    return "primitive" if base in PRIMITIVES else "binary" if base in BINARY + ELEMENTWISE_LOSSES else "class"
 
 
 @pytest.mark.parametrize("base", _bases())
@@ -146,7 +150,7 @@ def test_zero_size(base, rng):
                 o["keepdims"] = True
             kw = forward_kwargs(base, rng, shape=shape, **o)
             _check_vs_torch(rep, base, kw, f"shape {shape} {o}", rng)
-            if base in LOSSES and red == "mean" and kw["input"].size == 0 or (base in CLASS and red == "mean"
+            if base in LOSSES and red == "mean" and first_array(kw).size == 0 or (base in CLASS and red == "mean"
                                                                               and np.size(kw["target"]) == 0):
                 r = call(base, kw)
                 rep.expect(np.isnan(r), f"{base} [shape {shape} mean]: {r}, expected nan")
@@ -198,13 +202,13 @@ def test_nan_everywhere(base, dtype, rng):
         if base in CLASS:
             opts.update(weight=True, n_ignored=2)
         kw = forward_kwargs(base, rng, dtype, **opts)
-        first = "x" if "x" in kw else "input"
+        first = first_name(kw)
         kw[first] = _inject(kw[first], rng, [np.nan], 0.1)
         if base == "binary_cross_entropy":
             rep.raises("NaN probability", ValueError, ("input",), base, kw)
             continue
         _check_vs_torch(rep, base, kw, f"NaN in {first}, trial {trial}", rng)
-        for arg in ("target", "weight", "pos_weight"):
+        for arg in ("target", "targets", "weight", "pos_weight"):
             if isinstance(kw.get(arg), np.ndarray) and kw[arg].dtype.kind == "f" and base != "binary_cross_entropy":
                 k2 = dict(kw, **{first: forward_kwargs(base, rng, dtype, **opts)[first],
                                  arg: _inject(kw[arg], rng, [np.nan], 0.2)})
@@ -225,7 +229,7 @@ def test_inf_everywhere(base, dtype, rng):
         if base in CLASS:
             opts.update(weight=True, probs=base == "cross_entropy" and trial > 0)
         kw = forward_kwargs(base, rng, dtype, **opts)
-        first = "x" if "x" in kw else "input"
+        first = first_name(kw)
         if base == "binary_cross_entropy":
             kw[first] = _inject(kw[first], rng, [0.0, 1.0], 0.3)  # the probabilities' ends
             _check_vs_torch(rep, base, kw, f"0 and 1 probabilities, trial {trial}", rng, nan_strict=False)
@@ -376,7 +380,7 @@ def _torch_result_dtype(name: str, kw: dict):
     try:
         with torch.no_grad():
             ts = [torch.from_numpy(np.ascontiguousarray(kw[n])) for n in names]
-            if base in LOSSES and np.asarray(kw["target"]).dtype.kind in "iu":
+            if base in LOSSES and np.asarray(kw.get("target", 0.0)).dtype.kind in "iu":
                 ts[1] = ts[1].long()
             r = f(*ts)
     except RuntimeError:
@@ -397,18 +401,24 @@ def test_mixed_float_dtypes(name, rng):
     result dtype wherever torch takes the mix, except probability-target cross_entropy with a
     float64 weight (torch: float64; ours float32, pinned). Where torch refuses the mix (BCE's
     target, class-index weights) ours is the same rule. The values are those of the call with
-    every float argument in the result's dtype."""
+    every float argument in the result's dtype. Torch's own rules for two losses of its own:
+    soft_margin_loss computes in input's dtype (a float64 target does not promote), and
+    multilabel_soft_margin_loss's float64 weight promotes (torch multiplies by it)."""
     rep = Report()
     base = split(name)[0]
     for probs in (False, True) if base == "cross_entropy" else (False,):
         kw32 = full_kwargs(name, rng, dtype=np.float32, probs=probs, **({"reduction": "none"} if base in LOSSES else {}))
-        for arg in ("target", "weight", "pos_weight", "grad_output"):
+        for arg in ("target", "targets", "weight", "pos_weight", "grad_output"):
             v = kw32.get(arg)
             if not isinstance(v, np.ndarray) or v.dtype != np.float32:
                 continue
             what = f"{name}: float64 {arg}{' (probability targets)' if probs else ''}"
             kw = {**kw32, arg: v.astype(np.float64)}
             dt = np.dtype(np.float32 if arg in ("weight", "pos_weight") else np.float64)
+            if (base, arg) == ("soft_margin_loss", "target"):
+                dt = np.dtype(np.float32)
+            if (base, arg) == ("multilabel_soft_margin_loss", "weight"):
+                dt = np.dtype(np.float64)
             torch_dt = _torch_result_dtype(name, kw)
             if torch_dt is not None:
                 deviation = probs and arg == "weight"

@@ -70,3 +70,29 @@ def nll_loss(
     weight: _Float | None, outer: int, classes: int, inner: int, ignore_index: int, label_smoothing: float,
     grad_output: _Float | None, grad_value: float, out: _Float | None,
 ) -> tuple[float, float, int, _Float | None, _Float | None]: ...
+
+# Margin losses (binary family): soft_margin_loss as binary_cross_entropy (no weights); the
+# multilabel loss per row: (sum of row losses, rows, 0, row losses or None, gradient or None).
+def soft_margin_loss(
+    op: int, reduction: int, input: _Float, target: _Float, weight: _Float | None, weight_period: int,
+    weight_block: int, pos_weight: _Float | None, pos_weight_period: int, pos_weight_block: int,
+    grad_output: _Float | None, grad_value: float, out: _Float | None,
+) -> tuple[float, float, int, _Float | None, _Float | None]: ...
+def multilabel_soft_margin_loss(
+    op: int, reduction: int, input: _Float, target: _Float, weight: _Float | None, weight_period: int,
+    weight_block: int, grad_output: _Float | None, grad_value: float, out: _Float | None,
+) -> tuple[float, float, int, _Float | None, _Float | None]: ...
+
+class DivergenceStatus(enum.IntFlag):
+    bad_target = 2
+
+# kl_div / sigmoid_focal_loss: (loss_sum, divisor, DivergenceStatus bits, per-element losses or
+# None, gradient or None); `divisor` is what "mean" divides by.
+def kl_div(
+    op: int, reduction: int, input: _Float, target: _Float, divisor: float, log_target: bool, alpha: float,
+    gamma: float, grad_output: _Float | None, grad_value: float, out: _Float | None,
+) -> tuple[float, float, int, _Float | None, _Float | None]: ...
+def sigmoid_focal_loss(
+    op: int, reduction: int, input: _Float, target: _Float, divisor: float, log_target: bool, alpha: float,
+    gamma: float, grad_output: _Float | None, grad_value: float, out: _Float | None,
+) -> tuple[float, float, int, _Float | None, _Float | None]: ...
