@@ -29,7 +29,9 @@ ELEM = ("log_sigmoid", "sigmoid")
 PRIMITIVES = ROW + ELEM
 BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
 CLASS = ("cross_entropy", "nll_loss")
-LOSSES = BINARY + CLASS
+# Row losses with class targets and no weight/ignore_index (the walks' CLASS rules do not apply).
+ROW_LOSS = ("symmetric_cross_entropy",)
+LOSSES = BINARY + CLASS + ROW_LOSS
 VARIANTS = ("_value_and_grad", "_backward")
 # The loss objects and the function family each calls (test_loss_objects.py).
 LOSS_CLASSES = {
@@ -37,6 +39,7 @@ LOSS_CLASSES = {
     "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
     "CrossEntropyLoss": "cross_entropy",
     "NLLLoss": "nll_loss",
+    "SymmetricCrossEntropyLoss": "symmetric_cross_entropy",
 }
 
 
@@ -82,13 +85,16 @@ def _probs(rng, shape):
     return p
 
 
-def build_primitive(base, rng, dtype, shape=(5, 7), values=None, axis=-1, keepdims=False, **_):
+def build_primitive(base, rng, dtype, shape=(5, 7), values=None, axis=-1, keepdims=False, b=None, **_):
+    """b (logsumexp's SciPy weights, positive here so torch can check them): None, 'full' or 'last'."""
     values = values or normal_values(rng)
     kw: dict[str, Any] = {"x": np.asarray(values(shape)).astype(dtype)}
     if base in ROW:
         kw["axis"] = axis
     if base == "logsumexp":
         kw["keepdims"] = keepdims
+        if b is not None:
+            kw["b"] = rng.uniform(0.2, 2.0, _weight_shape(shape, b)).astype(dtype)
     return kw
 
 
@@ -157,12 +163,24 @@ def build_class(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", w
     return kw
 
 
+def build_row_loss(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", alpha=0.5, beta=1.0,
+                   prob_eps=1e-3, label_eps=1e-4, target_dtype=np.int64, **_):
+    """symmetric_cross_entropy: input (N, C), class indices (N,); prob_eps 1e-3 so that the clamp
+    acts on some probabilities."""
+    values = values or normal_values(rng)
+    x = np.asarray(values(shape)).astype(dtype)
+    C = shape[1] if len(shape) > 1 else 1
+    return {"input": x, "target": rng.integers(0, max(C, 1), shape[:1]).astype(target_dtype), "alpha": alpha,
+            "beta": beta, "reduction": reduction, "prob_eps": prob_eps, "label_eps": label_eps}
+
+
 BUILDERS: dict[str, Callable[..., dict]] = {
     **{b: build_primitive for b in PRIMITIVES},
     "binary_cross_entropy": build_bce,
     "binary_cross_entropy_with_logits": build_bce,
     "cross_entropy": build_class,
     "nll_loss": build_class,
+    "symmetric_cross_entropy": build_row_loss,
 }
 
 
@@ -251,6 +269,8 @@ def full_kwargs(name: str, rng, dtype=np.float64, **opts) -> dict:
         opts.setdefault("pos_weight", "last")
     if base in CLASS:
         opts.setdefault("weight", True)
+    if base == "logsumexp":
+        opts.setdefault("b", "last")
     return call_kwargs(name, rng, dtype, **opts)
 
 
