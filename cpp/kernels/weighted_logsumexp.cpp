@@ -52,10 +52,15 @@ WeightedRow<T> row_scan(const T* x, const T* b, int64_t n) {
   WeightedRow<T> w{};
   w.m = S::reduce_max(mx);
   w.bmax = S::reduce_max(mb);
+  // The first kept maximum: a vector compare per step, then the lanes of the one that holds it.
+  const V mv = S::set(w.m);
+  int64_t i = 0;
+  for (; i + S::W <= n; i += S::W)
+    if (S::any(S::mask_and(S::eq(S::load(x + i), mv), S::mask_not(S::eq(S::load(b + i), zero))))) break;
   w.jmax = n;
-  for (int64_t j = 0; j < n; ++j)
-    if (x[j] == w.m && b[j] != T(0)) {
-      w.jmax = j;
+  for (; i < n; ++i)
+    if (x[i] == w.m && b[i] != T(0)) {
+      w.jmax = i;
       break;
     }
   w.slow = !(std::fabs(w.m) <= std::numeric_limits<T>::max()) || !(w.bmax <= std::numeric_limits<T>::max());
@@ -67,7 +72,7 @@ WeightedRow<T> row_scan(const T* x, const T* b, int64_t n) {
 // Pass 2 over a row with finite m: w.t and w.others; E (the backward's output row) receives the
 // unscaled products b_j 2^-sigma exp(d_j) when given.
 template <class T>
-void row_products(const T* x, const T* b, int64_t n, WeightedRow<T>& w, T* E) {
+void row_products(const T* x, const T* b, int64_t n, WeightedRow<T>& w, T* E, const T* next_x, const T* next_b) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int64_t W = S::W;
@@ -78,7 +83,8 @@ void row_products(const T* x, const T* b, int64_t n, WeightedRow<T>& w, T* E) {
   for (int64_t l = 0; l < W; ++l) lane[l] = static_cast<T>(l);
   const V lanes = S::load(lane);
   auto acc = S::acc_zero();
-  vec_loop<T>(n, [&](int64_t i, auto r) {
+  // One vector of products at i with r lanes (stored unscaled into E when given).
+  auto products = [&](int64_t i, auto r) {
     const V bv = load_n<T>(b + i, r, T(0));
     const V e = shifted_exp<T>(load_n<T>(x + i, r, -kInf<T>), mv);  // scaled by 2^k
     // A dropped term is 0 even where its exp is inf or NaN (x_j > m or NaN).
@@ -86,8 +92,26 @@ void row_products(const T* x, const T* b, int64_t n, WeightedRow<T>& w, T* E) {
     if (E) store_n<T>(E + i, r, p * unscale);
     if (static_cast<uint64_t>(w.jmax - i) < static_cast<uint64_t>(W))
       p = S::select(S::eq(lanes, S::set(static_cast<T>(w.jmax - i))), zero, p);
-    S::acc_add(acc, p);
-  });
+    return p;
+  };
+  // Blocks of four vectors summed in T (each product is at most 2^(k+1): no overflow) before
+  // the double accumulator, as row_others does; then the rest.
+  constexpr int64_t B = 4 * W;
+  int64_t i = 0;
+  constexpr int64_t line = 64 / sizeof(T);
+  if (!next_x) next_x = x;  // harmless prefetch targets: no branch in the loop
+  if (!next_b) next_b = b;
+  for (; i + B <= n; i += B) {
+    // This pass runs from cache and is compute-bound: meanwhile the next row comes in.
+    for (int64_t q = 0; q < B; q += line) {
+      __builtin_prefetch(next_x + i + q, 0, 3);
+      __builtin_prefetch(next_b + i + q, 0, 3);
+    }
+    const V p0 = products(i, Full{}), p1 = products(i + W, Full{});
+    const V p2 = products(i + 2 * W, Full{}), p3 = products(i + 3 * W, Full{});
+    S::acc_add(acc, (p0 + p1) + (p2 + p3));
+  }
+  vec_loop<T>(n - i, [&](int64_t j, auto r) { S::acc_add(acc, products(i + j, r)); });
   w.others = S::acc_sum(acc);
   w.t = std::ldexp(static_cast<double>(b[w.jmax]), ExpScale<T>::k - w.sigma);
 }
@@ -146,7 +170,9 @@ void forward_rows(const T* x, const T* b, int64_t b_stride, int64_t rows, int64_
     } else if (w.slow || w.bmax == T(0) || w.jmax == cols) {
       vs = slow_value(xr, br, cols, w.m);
     } else {
-      row_products(xr, br, cols, w, static_cast<T*>(nullptr));
+      const bool more = r + 1 < rows;
+      row_products(xr, br, cols, w, static_cast<T*>(nullptr), more ? xr + cols : nullptr,
+                   more && b_stride ? br + b_stride : nullptr);
       vs = finite_value(w, br);
     }
     if (sign)
@@ -188,7 +214,8 @@ void backward_rows(const T* grad, const T* x, const T* b, int64_t b_stride, int6
         o[j] = br[j] != T(0) && xr[j] == kInf<T> ? static_cast<T>(g * static_cast<double>(br[j]) / ties) : T(0);
       continue;
     }
-    row_products(xr, br, cols, w, o);
+    const bool more = r + 1 < rows;
+    row_products(xr, br, cols, w, o, more ? xr + cols : nullptr, more && b_stride ? br + b_stride : nullptr);
     const ValueSign vs = finite_value(w, br);
     if (vs.sign < 0 && !want_sign) {
       fill_kept(kNaN<T>);

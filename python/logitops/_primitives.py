@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._checks import check_float_dtype, check_out, contiguous, float_array, normalize_axes, result_dtype
+from ._checks import FLOAT_DTYPES, check_float_dtype, check_out, contiguous, float_array, normalize_axes, result_dtype
 from ._rows import RowLayout
 
 Axis = Any  # int | tuple[int, ...] | None
@@ -97,9 +97,19 @@ def _weighted_logsumexp(x_arg: Any, axis: Axis, keepdims: bool, b_arg: Any, retu
         sign = np.where(np.isnan(value), value, np.where(value == -np.inf, 0.0, 1.0)).astype(x.dtype)
         shape = lay.reduced_shape(keepdims, x.ndim)
         return _scalar_or_array(value.reshape(shape)), _scalar_or_array(sign.reshape(shape))
-    w = _Weighted(x_arg, axis, b_arg)
-    value, sign = _core.weighted_logsumexp(w.x, w.b, want_sign)
-    shape = w.reduced_shape(keepdims)
+    if (axis == -1 and type(axis) is int and type(x_arg) is np.ndarray and type(b_arg) is np.ndarray
+            and x_arg.size and x_arg.dtype == b_arg.dtype and x_arg.dtype in FLOAT_DTYPES
+            and (b_arg.shape == x_arg.shape or b_arg.shape == x_arg.shape[-1:])
+            and x_arg.flags.c_contiguous and b_arg.flags.c_contiguous and x_arg.flags.aligned and b_arg.flags.aligned):
+        # The common case: the rows are the arrays themselves (b one row or x's shape).
+        cols = x_arg.shape[-1]
+        bb = b_arg.reshape(-1, cols) if b_arg.ndim == x_arg.ndim and x_arg.ndim > 1 else b_arg.reshape(cols)
+        value, sign = _core.weighted_logsumexp(x_arg.reshape(-1, cols), bb, want_sign)
+        shape = x_arg.shape[:-1] + ((1,) if keepdims else ())
+    else:
+        w = _Weighted(x_arg, axis, b_arg)
+        value, sign = _core.weighted_logsumexp(w.x, w.b, want_sign)
+        shape = w.reduced_shape(keepdims)
     if want_sign:
         return _scalar_or_array(value.reshape(shape)), _scalar_or_array(sign.reshape(shape))
     return _scalar_or_array(value.reshape(shape))
