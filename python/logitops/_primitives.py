@@ -98,7 +98,7 @@ def _weighted_logsumexp(x_arg: Any, axis: Axis, keepdims: bool, b_arg: Any, retu
         shape = lay.reduced_shape(keepdims, x.ndim)
         return _scalar_or_array(value.reshape(shape)), _scalar_or_array(sign.reshape(shape))
     if (axis == -1 and type(axis) is int and type(x_arg) is np.ndarray and type(b_arg) is np.ndarray
-            and x_arg.size and x_arg.dtype == b_arg.dtype and x_arg.dtype in FLOAT_DTYPES
+            and x_arg.ndim and x_arg.size and x_arg.dtype == b_arg.dtype and x_arg.dtype in FLOAT_DTYPES
             and (b_arg.shape == x_arg.shape or b_arg.shape == x_arg.shape[-1:])
             and x_arg.flags.c_contiguous and b_arg.flags.c_contiguous and x_arg.flags.aligned and b_arg.flags.aligned):
         # The common case: the rows are the arrays themselves (b one row or x's shape).
