@@ -33,8 +33,8 @@ struct SceArgs {
   const int64_t* target;  // (rows,)
   int64_t rows, classes;
   double alpha, beta;
-  double k;          // -log(label_eps)
-  double prob_eps;   // the lower clamp of p
+  double k;              // -log(label_eps)
+  double prob_eps;       // the lower clamp of p
   const T* grad_output;  // per-sample upstream gradient ("none"), or nullptr
   double grad_scale;     // multiplies every gradient (scalar upstream gradient / the mean's N)
   T* loss_out;           // per-sample losses, or nullptr: summed into *loss_sum

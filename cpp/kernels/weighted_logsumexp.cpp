@@ -27,13 +27,13 @@ constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
 
 template <class T>
 struct WeightedRow {
-  T m;             // max x_j over kept terms (-inf: none; NaN: a NaN maximum)
-  T bmax;          // max |b_j| over the row
-  int64_t jmax;    // first kept j with x_j == m (cols if none)
-  int sigma;       // b is scaled by 2^-sigma
-  double t;        // b at jmax, scaled units: b_jmax 2^(k - sigma)
-  double others;   // sum of the other kept terms, scaled units
-  bool slow;       // infinite m or infinite b: the scalar path
+  T m;            // max x_j over kept terms (-inf: none; NaN: a NaN maximum)
+  T bmax;         // max |b_j| over the row
+  int64_t jmax;   // first kept j with x_j == m (cols if none)
+  int sigma;      // b is scaled by 2^-sigma
+  double t;       // b at jmax, scaled units: b_jmax 2^(k - sigma)
+  double others;  // sum of the other kept terms, scaled units
+  bool slow;      // infinite m or infinite b: the scalar path
 };
 
 // Pass 1 and the position of the first maximum.
@@ -184,8 +184,8 @@ void forward_rows(const T* x, const T* b, int64_t b_stride, int64_t rows, int64_
 }
 
 template <class T>
-void backward_rows(const T* grad, const T* x, const T* b, int64_t b_stride, int64_t rows, int64_t cols,
-                   bool want_sign, T* out) {
+void backward_rows(const T* grad, const T* x, const T* b, int64_t b_stride, int64_t rows, int64_t cols, bool want_sign,
+                   T* out) {
   using S = Simd<T>;
   using V = typename S::V;
   for (int64_t r = 0; r < rows; ++r) {

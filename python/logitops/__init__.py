@@ -21,7 +21,6 @@ from . import _binary, _cross_entropy, _modules, _symmetric_ce
 from ._binary import *  # noqa: F401,F403  (its __all__)
 from ._cross_entropy import *  # noqa: F401,F403  (its __all__)
 from ._modules import *  # noqa: F401,F403  (its __all__: the loss objects)
-from ._symmetric_ce import *  # noqa: F401,F403  (its __all__)
 from ._primitives import (
     log_sigmoid,
     log_sigmoid_backward,
@@ -34,6 +33,7 @@ from ._primitives import (
     softmax,
     softmax_backward,
 )
+from ._symmetric_ce import *  # noqa: F401,F403  (its __all__)
 
 __version__ = "0.1.0"
 

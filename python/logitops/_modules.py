@@ -23,12 +23,6 @@ from ._binary import (
     binary_cross_entropy_with_logits_value_and_grad,
 )
 from ._checks import check_reduction, legacy_reduction
-from ._symmetric_ce import (
-    _options,
-    symmetric_cross_entropy,
-    symmetric_cross_entropy_backward,
-    symmetric_cross_entropy_value_and_grad,
-)
 from ._cross_entropy import (
     cross_entropy,
     cross_entropy_backward,
@@ -36,6 +30,12 @@ from ._cross_entropy import (
     nll_loss,
     nll_loss_backward,
     nll_loss_value_and_grad,
+)
+from ._symmetric_ce import (
+    _options,
+    symmetric_cross_entropy,
+    symmetric_cross_entropy_backward,
+    symmetric_cross_entropy_value_and_grad,
 )
 
 __all__ = ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss", "SymmetricCrossEntropyLoss"]

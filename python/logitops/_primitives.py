@@ -94,9 +94,9 @@ def _weighted_logsumexp(x_arg: Any, axis: Axis, keepdims: bool, b_arg: Any, retu
         x = float_array(x_arg, "x")
         lay = _layout(x, axis)
         value = _core.logsumexp(lay.to_rows(x, x.dtype))
-        sign = np.where(np.isnan(value), value, np.where(value == -np.inf, 0.0, 1.0)).astype(x.dtype)
-        shape = lay.reduced_shape(keepdims, x.ndim)
-        return _scalar_or_array(value.reshape(shape)), _scalar_or_array(sign.reshape(shape))
+        ones = np.where(np.isnan(value), value, np.where(value == -np.inf, 0.0, 1.0)).astype(x.dtype)
+        rshape = lay.reduced_shape(keepdims, x.ndim)
+        return _scalar_or_array(value.reshape(rshape)), _scalar_or_array(ones.reshape(rshape))
     if (axis == -1 and type(axis) is int and type(x_arg) is np.ndarray and type(b_arg) is np.ndarray
             and x_arg.ndim and x_arg.size and x_arg.dtype == b_arg.dtype and x_arg.dtype in FLOAT_DTYPES
             and (b_arg.shape == x_arg.shape or b_arg.shape == x_arg.shape[-1:])
@@ -111,6 +111,7 @@ def _weighted_logsumexp(x_arg: Any, axis: Axis, keepdims: bool, b_arg: Any, retu
         value, sign = _core.weighted_logsumexp(w.x, w.b, want_sign)
         shape = w.reduced_shape(keepdims)
     if want_sign:
+        assert sign is not None  # the binding returns one when asked
         return _scalar_or_array(value.reshape(shape)), _scalar_or_array(sign.reshape(shape))
     return _scalar_or_array(value.reshape(shape))
 
