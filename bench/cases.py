@@ -2,7 +2,7 @@
 callables per library.
 
 An Entry names the arrays its call takes (`args`: "x" the logits, "g" an upstream gradient, "t"
-binary targets, "s" +-1 labels, "p" probabilities, "y" class indices, "out" a reused output buffer) and gives
+binary targets, "s" +-1 labels, "p" probabilities, "y" class indices, "b" logsumexp's weights, "out" a reused output buffer) and gives
 the same computation for each library as that library's users write it: `ours` (logitops),
 `torch` (the forward, or forward + backward through autograd for gradient rows; torchvision's
 sigmoid_focal_loss is its composition written out in torch, torchvision not being installable
@@ -182,8 +182,53 @@ def _torch_focal(L: Any) -> Fn:
         ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
         p_t = p * t + (1 - p) * (1 - t)
         return ((alpha * t + (1 - alpha) * (1 - t)) * (ce * ((1 - p_t) ** gamma))).mean()
+def _torch_sce(L: Any) -> Fn:
+    """The seed's SymmetricCELoss(alpha=0.1, beta=1.0) as written in torch (clamps 1e-7 / 1e-4)."""
+    F, torch = L.F, L.torch
+
+    def loss(pred, labels):
+        ce = F.cross_entropy(pred, labels)
+        p = torch.clamp(F.softmax(pred, dim=1), min=1e-7, max=1.0)
+        one_hot = torch.clamp(F.one_hot(labels, pred.shape[1]).to(pred.dtype), min=1e-4, max=1.0)
+        rce = -1 * torch.sum(p * torch.log(one_hot), dim=1)
+        return 0.1 * ce + 1.0 * rce.mean()
 
     return loss
+
+
+_SEED_SCE = {"alpha": 0.1, "beta": 1.0, "prob_eps": 1e-7, "label_eps": 1e-4}
+
+
+def _torch_weighted_lse(L: Any) -> Fn:
+    """SciPy's weighted logsumexp written in torch (positive b): max, b * exp(x - max), sum, log."""
+    torch = L.torch
+
+    def lse(x, b):
+        m = x.amax(dim=-1, keepdim=True)
+        return (m + torch.log(torch.sum(b * torch.exp(x - m), dim=-1, keepdim=True)))[..., 0]
+
+    return lse
+
+
+def _torch_weighted_lse_grad(L: Any) -> Fn:
+    f = _torch_weighted_lse(L)
+
+    def run(x, b):
+        a = x.detach().requires_grad_(True)
+        y = f(a, b)
+        y.backward(L.torch.ones_like(y))
+        return y, a.grad
+
+    return run
+
+
+def _np_weighted_lse(x, b):
+    m = x.max(axis=-1, keepdims=True)
+    return (m + np.log(np.sum(b * np.exp(x - m), axis=-1, keepdims=True)))[..., 0]
+
+
+def _lse_value_and_grad(x, b):
+    return lo.logsumexp(x, b=b), lo.logsumexp_backward(np.ones(x.shape[0], x.dtype), x, b=b)
 
 
 def _same(a: Arrays) -> tuple[int, int]:  # reads x, writes as much
@@ -307,6 +352,22 @@ REGISTRY: tuple[Entry, ...] = (
           lambda x, y, out=None: lo.cross_entropy_value_and_grad(x, y, out=out),
           io=_ce_io(grad=True), sizes=CE + f64((8192, 1000)), quick=CE_QUICK, tiny=f32((8, 4)), grad_out=True,
           torch=_torch_autograd(lambda L: L.F.cross_entropy), jax=lambda J: J.jax.value_and_grad(_jax_ce(J))),
+    Entry("symmetric_cross_entropy forward", "symmetric_ce", ("x", "y"),
+          lambda x, y: lo.symmetric_cross_entropy(x, y, **_SEED_SCE),
+          io=_ce_io(grad=False), sizes=f32((8192, 1000), (2048, 32000)), quick=f32((4096, 1000)),
+          torch=_torch_sce),
+    Entry("symmetric_cross_entropy value+grad", "symmetric_ce", ("x", "y"),
+          lambda x, y, out=None: lo.symmetric_cross_entropy_value_and_grad(x, y, **_SEED_SCE, out=out),
+          io=_ce_io(grad=True), sizes=f32((8192, 1000), (2048, 32000)), quick=f32((4096, 1000)), grad_out=True,
+          torch=_torch_autograd(_torch_sce)),
+    Entry("logsumexp, b=", "weighted_logsumexp", ("x", "b"), lambda x, b: lo.logsumexp(x, b=b),
+          io=lambda a: (a["x"].nbytes + a["b"].nbytes, a["x"].nbytes // a["x"].shape[-1]),
+          sizes=f32((8192, 1000), (1000, 10_000)), quick=f32((4096, 1000)),
+          torch=_torch_weighted_lse, numpy=_np_weighted_lse),
+    Entry("logsumexp, b= value+grad", "weighted_logsumexp", ("x", "b"), _lse_value_and_grad,
+          io=lambda a: (a["x"].nbytes + a["b"].nbytes, a["x"].nbytes),
+          sizes=f32((8192, 1000), (1000, 10_000)), quick=f32((4096, 1000)),
+          torch=_torch_weighted_lse_grad),
     # What out= saves: the same call allocating a fresh gradient each time.
     Entry("cross_entropy value+grad, new grad", "cross_entropy", ("x", "y"),
           lambda x, y: lo.cross_entropy_value_and_grad(x, y),
@@ -419,6 +480,8 @@ def make_inputs(name: str, shape: Shape, dtype: type, args: tuple[str, ...]) -> 
         a["p"] = (1 / (1 + np.exp(-x))).astype(dtype)
     if "y" in args:
         a["y"] = rng.integers(0, shape[1], shape[0])
+    if "b" in args:  # logsumexp's SciPy weights: full shape, positive
+        a["b"] = rng.uniform(0.1, 2.0, shape).astype(dtype)
     if "out" in args:
         a["out"] = np.empty_like(x)
     unknown = set(args) - set(a)

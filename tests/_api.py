@@ -36,7 +36,9 @@ CLASS = ("cross_entropy", "nll_loss")
 MARGIN = ("soft_margin_loss", "multilabel_soft_margin_loss")
 DIVERGENCE = ("kl_div", "sigmoid_focal_loss")
 ELEMENTWISE_LOSSES = MARGIN + DIVERGENCE
-LOSSES = BINARY + CLASS + ELEMENTWISE_LOSSES
+# Row losses with class targets and no weight/ignore_index (the walks' CLASS rules do not apply).
+ROW_LOSS = ("symmetric_cross_entropy",)
+LOSSES = BINARY + CLASS + ELEMENTWISE_LOSSES + ROW_LOSS
 VARIANTS = ("_value_and_grad", "_backward")
 # The loss objects and the function family each calls (test_loss_objects.py).
 LOSS_CLASSES = {
@@ -48,6 +50,7 @@ LOSS_CLASSES = {
     "SoftMarginLoss": "soft_margin_loss",
     "MultiLabelSoftMarginLoss": "multilabel_soft_margin_loss",
     "SigmoidFocalLoss": "sigmoid_focal_loss",
+    "SymmetricCrossEntropyLoss": "symmetric_cross_entropy",
 }
 
 
@@ -93,13 +96,16 @@ def _probs(rng, shape):
     return p
 
 
-def build_primitive(base, rng, dtype, shape=(5, 7), values=None, axis=-1, keepdims=False, **_):
+def build_primitive(base, rng, dtype, shape=(5, 7), values=None, axis=-1, keepdims=False, b=None, **_):
+    """b (logsumexp's SciPy weights, positive here so torch can check them): None, 'full' or 'last'."""
     values = values or normal_values(rng)
     kw: dict[str, Any] = {"x": np.asarray(values(shape)).astype(dtype)}
     if base in ROW:
         kw["axis"] = axis
     if base == "logsumexp":
         kw["keepdims"] = keepdims
+        if b is not None:
+            kw["b"] = rng.uniform(0.2, 2.0, _weight_shape(shape, b)).astype(dtype)
     return kw
 
 
@@ -192,6 +198,15 @@ def build_elementwise(base, rng, dtype, shape=(6, 5), values=None, reduction="me
         kind = "last" if weight is True else weight
         kw["weight"] = rng.uniform(0.2, 2.0, _weight_shape(shape, kind)).astype(dtype)
     return kw
+def build_row_loss(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", alpha=0.5, beta=1.0,
+                   prob_eps=1e-3, label_eps=1e-4, target_dtype=np.int64, **_):
+    """symmetric_cross_entropy: input (N, C), class indices (N,); prob_eps 1e-3 so that the clamp
+    acts on some probabilities."""
+    values = values or normal_values(rng)
+    x = np.asarray(values(shape)).astype(dtype)
+    C = shape[1] if len(shape) > 1 else 1
+    return {"input": x, "target": rng.integers(0, max(C, 1), shape[:1]).astype(target_dtype), "alpha": alpha,
+            "beta": beta, "reduction": reduction, "prob_eps": prob_eps, "label_eps": label_eps}
 
 
 BUILDERS: dict[str, Callable[..., dict]] = {
@@ -201,6 +216,7 @@ BUILDERS: dict[str, Callable[..., dict]] = {
     "cross_entropy": build_class,
     "nll_loss": build_class,
     **{b: build_elementwise for b in ELEMENTWISE_LOSSES},
+    "symmetric_cross_entropy": build_row_loss,
 }
 
 
@@ -304,6 +320,8 @@ def full_kwargs(name: str, rng, dtype=np.float64, **opts) -> dict:
         opts.setdefault("weight", True)
     if base == "multilabel_soft_margin_loss":
         opts.setdefault("weight", "last")
+    if base == "logsumexp":
+        opts.setdefault("b", "last")
     return call_kwargs(name, rng, dtype, **opts)
 
 

@@ -93,6 +93,19 @@ def torch_primitive(name: str, ndim: int, axis: Any = -1, keepdims: bool = False
 
 def torch_function(base: str, kw: dict) -> tuple[Callable, list[str]]:
     """(f, names): f(*tensors) computes lo.<base>(**kw) in torch from the tensors of kw[names]."""
+    if base == "logsumexp" and kw.get("b") is not None:
+        # SciPy's weighted form for positive b: logsumexp(x + log b) over the broadcast shape.
+        axis = kw.get("axis", -1)
+        keep = kw.get("keepdims", False)
+        nd = max(np.broadcast_shapes(np.shape(kw["x"]), np.shape(kw["b"])).__len__(), 1)
+        axes = normalize_axes(nd, axis)
+
+        def fw(t, b):
+            t, b = torch.broadcast_tensors(t, b)
+            z = (t + torch.log(b)).reshape(t.shape if t.ndim else (1,))
+            r = torch.logsumexp(z, dim=axes, keepdim=keep)
+            return r.reshape(()) if t.ndim == 0 else r
+        return fw, ["x", "b"]
     if base in TORCH_ROW:
         x = kw["x"]
         # A 0-d x counts as one axis (normalize_axes): computed as shape (1,), reshaped back.
@@ -139,6 +152,10 @@ def torch_function(base: str, kw: dict) -> tuple[Callable, list[str]]:
     elif base == "nll_loss":
         def f(i, t, w=None):
             return F.nll_loss(i, t, weight=w, ignore_index=kw.get("ignore_index", -100), reduction=red)
+    elif base == "symmetric_cross_entropy":
+        def f(i, t):
+            return torch_symmetric_ce(i, t, kw.get("alpha", 1.0), kw.get("beta", 1.0), kw.get("eps", 1e-8),
+                                      red, kw.get("prob_eps"), kw.get("label_eps"))
     else:
         raise KeyError(f"no torch counterpart for {base!r}: add it to tests/_oracle.py")
     return f, names
@@ -160,6 +177,20 @@ def torchvision_focal(inputs: torch.Tensor, targets: torch.Tensor, alpha: float 
         alpha_t = alpha * targets + (1 - alpha) * (1 - targets)
         loss = alpha_t * loss
     return _reduce(loss, reduction)
+
+
+def torch_symmetric_ce(pred, labels, alpha=1.0, beta=1.0, eps=1e-8, reduction="mean", prob_eps=None,
+                       label_eps=None):
+    """The seed's SymmetricCELoss written in torch (its clamps at prob_eps and label_eps, both
+    eps by default; the seed's module is prob_eps=1e-7, label_eps=1e-4), with a reduction."""
+    pe = eps if prob_eps is None else prob_eps
+    le = eps if label_eps is None else label_eps
+    ce = F.cross_entropy(pred, labels, reduction="none")
+    p = torch.clamp(F.softmax(pred, dim=1), min=pe, max=1.0)
+    one_hot = torch.clamp(F.one_hot(labels, pred.shape[1]).to(pred.dtype), min=le, max=1.0)
+    rce = -1 * torch.sum(p * torch.log(one_hot), dim=1)
+    loss = alpha * ce + beta * rce
+    return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
 
 
 def torch_forward(base: str, kw: dict) -> np.ndarray:

@@ -20,6 +20,7 @@ from _api import (
     LOSSES,
     PRIMITIVES,
     ROW,
+    ROW_LOSS,
     Report,
     call,
     call_kwargs,
@@ -80,8 +81,8 @@ def _float_array_args(name: str, kw: dict) -> list[str]:
     base = split(name)[0]
     out = [k for k in ("x", "input", "inputs", "target", "targets", "weight", "pos_weight", "grad_output")
            if isinstance(kw.get(k), np.ndarray)]
-    if base in CLASS:
-        out.remove("target")  # class indices: test_bad_class_targets
+    if base in CLASS + ROW_LOSS:
+        out.remove("target")  # class indices: test_bad_class_targets (test_symmetric_ce.py)
     return out
 
 
@@ -215,6 +216,13 @@ def _shape_cases(name: str, kw: dict):
         yield "input (N, C, 3), target (N,)", {**kw, "input": np.zeros((N, C, 3)), "target": t}, "target"
         if base == "cross_entropy":
             yield "prob target (N, C+1)", {**kw, "target": np.full((N, C + 1), 1.0 / C)}, "target"
+    if base in ROW_LOSS:
+        N, C = x.shape
+        yield "target (N+1,)", {**kw, "target": np.zeros(N + 1, np.int64)}, "target"
+        yield "target (N, 1)", {**kw, "target": np.zeros((N, 1), np.int64)}, "target"
+        yield "target 0-d", {**kw, "target": np.array(1)}, "target"
+        yield "input (N, C, 3), target (N,)", {**kw, "input": np.zeros((N, C, 3))}, "target"
+        yield "input (C,), target 0-d", {**kw, "input": np.zeros(C), "target": np.array(1)}, "input"
     if variant == "backward" and kw["reduction"] == "none":
         g = kw["grad_output"]
         yield "grad_output transposed", {**kw, "grad_output": np.ones(g.shape[::-1] + (2,))}, "grad_output"
@@ -344,7 +352,7 @@ def test_bad_out(name, rng):
                    {**kw, xn: xin, "out": buf[3:].reshape(x.shape)}, match=f"overlaps {xn}")
         # out sharing memory with a float target of input's shape (probabilities for cross_entropy)
         kt = full_kwargs(name, rng, dtype=dtype, reduction="mean", probs=True) if split(name)[0] == "cross_entropy" else kw
-        if split(name)[0] != "nll_loss":
+        if split(name)[0] not in ("nll_loss",) + ROW_LOSS:  # (class indices: no float target)
             tgt = kt[tn].copy()
             assert tgt.dtype == dtype and tgt.shape == kt[xn].shape
             rep.raises("out is target", ValueError, ("out",), name, {**kt, tn: tgt, "out": tgt},

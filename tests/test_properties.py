@@ -31,6 +31,7 @@ from _api import (
     LOSSES,
     PRIMITIVES,
     ROW,
+    ROW_LOSS,
     call,
     differentiable_wrt,
     first_name,
@@ -171,8 +172,18 @@ def elementwise_case(draw, base):
     return opts
 
 
+def row_loss_case(draw, base):
+    N = draw(st.integers(0, 9))
+    C = draw(st.one_of(st.integers(1, 9), st.sampled_from([2, 8, 16, 17, 33, 100])))
+    return {"shape": (N, C), "reduction": draw(st.sampled_from(["mean", "sum", "none"])),
+            "alpha": draw(st.sampled_from([0.0, 0.1, 1.0, 6.0])), "beta": draw(st.sampled_from([0.0, 1.0, 0.5])),
+            "prob_eps": draw(st.sampled_from([1e-8, 1e-7, 1e-3, 0.2])), "label_eps": draw(st.sampled_from([1e-8, 1e-4])),
+            "target_dtype": draw(st.sampled_from([np.int64, np.int32, np.uint8]))}
+
+
 CASE = {**{b: primitive_case for b in PRIMITIVES}, **{b: binary_case for b in BINARY},
-        **{b: class_case for b in CLASS}, **{b: elementwise_case for b in ELEMENTWISE_LOSSES}}
+        **{b: class_case for b in CLASS}, **{b: elementwise_case for b in ELEMENTWISE_LOSSES},
+        **{b: row_loss_case for b in ROW_LOSS}}
 
 LAYOUTS = ("C", "C", "F", "neg", "step", "bcast")
 

@@ -17,7 +17,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "Install it with `pip install .` from the source tree."
     ) from exc
 
-from . import _binary, _cross_entropy, _divergence, _margin, _modules, _partials
+from . import _binary, _cross_entropy, _divergence, _margin, _modules, _partials, _symmetric_ce
 from ._binary import *  # noqa: F401,F403  (its __all__)
 from ._cross_entropy import *  # noqa: F401,F403  (its __all__)
 from ._divergence import *  # noqa: F401,F403  (its __all__)
@@ -36,6 +36,7 @@ from ._primitives import (
     softmax,
     softmax_backward,
 )
+from ._symmetric_ce import *  # noqa: F401,F403  (its __all__)
 
 __version__ = "0.1.0"
 
@@ -81,6 +82,7 @@ __all__ = [
     *_cross_entropy.__all__,
     *_margin.__all__,
     *_divergence.__all__,
+    *_symmetric_ce.__all__,
     *_modules.__all__,
     *_partials.__all__,
 ]

@@ -45,6 +45,11 @@ def sigmoid(x: _Float, out: _Float | None = None) -> _Float: ...
 def log_sigmoid_backward(grad_output: _Float, x: _Float) -> _Float: ...
 def sigmoid_backward(grad_output: _Float, x: _Float) -> _Float: ...
 
+# SciPy's weighted logsumexp over (rows, cols): b is (rows, cols) or one (cols,) row shared by
+# every row. Returns (value (rows,), sign (rows,) or None).
+def weighted_logsumexp(x: _Float, b: _Float, want_sign: bool) -> tuple[_Float, _Float | None]: ...
+def weighted_logsumexp_backward(grad_output: _Float, x: _Float, b: _Float, want_sign: bool) -> _Float: ...
+
 # Binary losses: (loss_sum, divisor, BinaryStatus bits, per-element losses or None,
 # gradient or None). `op` and `reduction` are LossOp and Reduction codes.
 def binary_cross_entropy(
@@ -95,4 +100,9 @@ def kl_div(
 def sigmoid_focal_loss(
     op: int, reduction: int, input: _Float, target: _Float, divisor: float, log_target: bool, alpha: float,
     gamma: float, grad_output: _Float | None, grad_value: float, out: _Float | None,
+# Symmetric cross-entropy over (N, C) rows: (loss_sum, divisor N, first bad target's row or -1,
+# per-sample losses or None, gradient or None).
+def symmetric_cross_entropy(
+    op: int, reduction: int, input: _Float, target: NDArray[np.int64], alpha: float, beta: float, k: float,
+    prob_eps: float, grad_output: _Float | None, grad_value: float, out: _Float | None,
 ) -> tuple[float, float, int, _Float | None, _Float | None]: ...

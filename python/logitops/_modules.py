@@ -1,6 +1,7 @@
 """torch.nn's loss modules over NumPy arrays: BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, NLLLoss,
 KLDivLoss, SoftMarginLoss, MultiLabelSoftMarginLoss, and SigmoidFocalLoss (torchvision.ops'
-sigmoid_focal_loss as an object: alpha, gamma, reduction).
+sigmoid_focal_loss as an object: alpha, gamma, reduction), and SymmetricCrossEntropyLoss, the seed's
+SymmetricCELoss.
 
 Thin: each holds torch.nn's constructor options under torch's attribute names and calls the
 functions of _binary.py / _cross_entropy.py with them. `loss(input, target)` is the forward,
@@ -50,6 +51,13 @@ from ._margin import (
     soft_margin_loss_value_and_grad,
 )
 
+from ._symmetric_ce import (
+    _options,
+    symmetric_cross_entropy,
+    symmetric_cross_entropy_backward,
+    symmetric_cross_entropy_value_and_grad,
+)
+
 __all__ = [
     "BCELoss",
     "BCEWithLogitsLoss",
@@ -59,6 +67,7 @@ __all__ = [
     "SoftMarginLoss",
     "MultiLabelSoftMarginLoss",
     "SigmoidFocalLoss",
+    "SymmetricCrossEntropyLoss",
 ]
 
 
@@ -287,3 +296,45 @@ class SigmoidFocalLoss(_Loss):
     def value_and_grad(self, input: np.ndarray, target: np.ndarray,
                        out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
         return sigmoid_focal_loss_value_and_grad(input, target, self.alpha, self.gamma, self.reduction, out=out)
+class SymmetricCrossEntropyLoss(_Loss):
+    """The seed's SymmetricCELoss(alpha, beta, num_classes): symmetric_cross_entropy on logits of
+    `num_classes` classes (the seed's one_hot width; an input with another number of classes is
+    refused). `prob_eps=1e-7, label_eps=1e-4` are the seed's two clamps (both `eps` by default)."""
+
+    _repr_options = (("num_classes", None), ("alpha", 1.0), ("beta", 1.0), ("eps", 1e-8), ("reduction", "mean"),
+                     ("prob_eps", None), ("label_eps", None))
+
+    def __init__(self, num_classes: int, alpha: float = 1.0, beta: float = 1.0, eps: float = 1e-8, *,
+                 reduction: str = "mean", prob_eps: float | None = None, label_eps: float | None = None) -> None:
+        if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, (int, np.integer)):
+            raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        _options(alpha, beta, eps, prob_eps, label_eps)  # here, not at the first call: the error names the line
+        self.num_classes = int(num_classes)
+        self.alpha, self.beta, self.eps = alpha, beta, eps
+        self.prob_eps, self.label_eps = prob_eps, label_eps
+        self.reduction = check_reduction(reduction)
+
+    def _check(self, input: Any) -> None:
+        shape = np.shape(input) if isinstance(input, np.ndarray) else None
+        if shape is not None and len(shape) == 2 and shape[1] != self.num_classes:
+            raise ValueError(f"input has {shape[1]} classes (shape {shape}) but num_classes is {self.num_classes}")
+
+    def _kw(self) -> dict[str, Any]:
+        return {"reduction": self.reduction, "prob_eps": self.prob_eps, "label_eps": self.label_eps}
+
+    def forward(self, input: np.ndarray, target: np.ndarray) -> Any:
+        self._check(input)
+        return symmetric_cross_entropy(input, target, self.alpha, self.beta, self.eps, **self._kw())
+
+    def backward(self, grad_output: Any, input: np.ndarray, target: np.ndarray, wrt: str = "input") -> np.ndarray:
+        self._check(input)
+        return symmetric_cross_entropy_backward(grad_output, input, target, self.alpha, self.beta, self.eps,
+                                                **self._kw(), wrt=wrt)
+
+    def value_and_grad(self, input: np.ndarray, target: np.ndarray,
+                       out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+        self._check(input)
+        return symmetric_cross_entropy_value_and_grad(input, target, self.alpha, self.beta, self.eps,
+                                                      **self._kw(), out=out)
