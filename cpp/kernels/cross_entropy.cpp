@@ -168,7 +168,8 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
       const auto y_is_max = D::eq(x_y, m);
       const VD dy = D::select(y_is_max, D::zero(), x_y - m);
       VD ls = w_y * (L - dy);
-      if constexpr (Md::dot) ls = D::set(pr.keep) * ls + D::set(pr.spread) * (D::set(W) * L - load_n<double>(dot + l, r, 0.0));
+      if constexpr (Md::dot)
+        ls = D::set(pr.keep) * ls + D::set(pr.spread) * (D::set(W) * L - load_n<double>(dot + l, r, 0.0));
       ls = D::select(no_limit, D::set(nan), ls);
       store_n<double>(loss + l, r, D::select(ok, ls, D::zero()));
       if (!grad) return;

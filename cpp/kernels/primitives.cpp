@@ -24,7 +24,6 @@ void short_log_z(const ShortBlock<T>& b, T* L) {
 
 template <class T>
 void logsumexp_short(const T* x, int64_t rows, int64_t C, T* out) {
-  using D = Simd<double>;
   constexpr int64_t B = ShortBlock<T>::B;
   ShortBlock<T> b;
   alignas(64) double md[B], lse[B];
@@ -34,7 +33,8 @@ void logsumexp_short(const T* x, int64_t rows, int64_t C, T* out) {
     short_stats<T, false, false>(b);
     for (int64_t l = 0; l < b.lanes; ++l) md[l] = static_cast<double>(b.m[l]);
     short_rows_double(b.lanes, [&](int64_t l, auto r) {
-      store_n<double>(lse + l, r, load_n<double>(md + l, r, 0.0) + vlog1p<double>(load_n<double>(b.others + l, r, 0.0)));
+      store_n<double>(lse + l, r,
+                      load_n<double>(md + l, r, 0.0) + vlog1p<double>(load_n<double>(b.others + l, r, 0.0)));
     });
     for (int64_t l = 0; l < n; ++l) out[r0 + l] = static_cast<T>(lse[l]);
   }
@@ -86,9 +86,9 @@ void scaled_softmax_short(const T* x, const T* row_scale, int64_t rows, int64_t 
     short_load(b, x + r0 * C, n, C);
     short_stats<T, true, false>(b);
     for (int64_t l = 0; l < b.lanes; ++l)
-      scale[l] = static_cast<T>((row_scale && l < n ? static_cast<double>(row_scale[r0 + l]) : 1.0) / (1.0 + b.others[l]));
-    short_finish(b, out + r0 * C,
-                 [&](int64_t l, int64_t c) { return S::load(b.e + c * B + l) * S::load(scale + l); });
+      scale[l] =
+          static_cast<T>((row_scale && l < n ? static_cast<double>(row_scale[r0 + l]) : 1.0) / (1.0 + b.others[l]));
+    short_finish(b, out + r0 * C, [&](int64_t l, int64_t c) { return S::load(b.e + c * B + l) * S::load(scale + l); });
   }
 }
 
@@ -112,7 +112,6 @@ void softmax_backward_short_with(const T* grad, const T* x, int64_t rows, int64_
     });
   }
 }
-
 
 template <class T>
 void logsumexp_rows(const T* x, int64_t rows, int64_t cols, T* out) {
