@@ -100,6 +100,8 @@ def kl_div(
 def sigmoid_focal_loss(
     op: int, reduction: int, input: _Float, target: _Float, divisor: float, log_target: bool, alpha: float,
     gamma: float, grad_output: _Float | None, grad_value: float, out: _Float | None,
+) -> tuple[float, float, int, _Float | None, _Float | None]: ...
+
 # Symmetric cross-entropy over (N, C) rows: (loss_sum, divisor N, first bad target's row or -1,
 # per-sample losses or None, gradient or None).
 def symmetric_cross_entropy(

@@ -50,7 +50,6 @@ from ._margin import (
     soft_margin_loss_backward,
     soft_margin_loss_value_and_grad,
 )
-
 from ._symmetric_ce import (
     _options,
     symmetric_cross_entropy,
