@@ -123,7 +123,8 @@ py::array row_grad(const py::array& grad, const py::array& x) {
     if constexpr (is_low_v<St>) {
       const uint16_t* xp = low_cdata(x, x.dtype(), "x");
       const uint16_t* gp = low_cdata(grad, x.dtype(), "grad_output");
-      if (static_cast<int64_t>(grad.size()) != rows * grad_cols) throw py::value_error("grad_output has the wrong size");
+      if (static_cast<int64_t>(grad.size()) != rows * grad_cols)
+        throw py::value_error("grad_output has the wrong size");
       py::array out = new_result<St>({x.shape(0), x.shape(1)}, x);
       uint16_t* op = static_cast<uint16_t*>(out.mutable_data());
       if (cols == 0) return out;
@@ -140,7 +141,8 @@ py::array row_grad(const py::array& grad, const py::array& x) {
     } else {
       const T* xp = rows_data<T>(x, "x");
       const T* gp = cdata<T>(grad, "grad_output");
-      if (static_cast<int64_t>(grad.size()) != rows * grad_cols) throw py::value_error("grad_output has the wrong size");
+      if (static_cast<int64_t>(grad.size()) != rows * grad_cols)
+        throw py::value_error("grad_output has the wrong size");
       auto out = new_array<T>({x.shape(0), x.shape(1)});
       T* op = out.mutable_data();
       if (cols == 0) return out;  // nothing to compute, however many (empty) rows the shape counts

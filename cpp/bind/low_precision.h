@@ -78,8 +78,7 @@ inline const uint16_t* optional_low(const py::object& obj, int64_t n, const py::
 }
 
 // out_data (common.h) for 16-bit arrays.
-inline uint16_t* low_out(py::array& a, const std::vector<py::ssize_t>& shape, const py::dtype& fmt,
-                         const char* name) {
+inline uint16_t* low_out(py::array& a, const std::vector<py::ssize_t>& shape, const py::dtype& fmt, const char* name) {
   low_cdata(a, fmt, name);
   if (!a.writeable()) throw py::value_error(std::string(name) + " must be writable");
   if (a.ndim() != static_cast<py::ssize_t>(shape.size()) || !std::equal(shape.begin(), shape.end(), a.shape()))

@@ -108,12 +108,19 @@ def reduce_loss(total: float, divisor: float, reduction: str, dtype: np.dtype) -
     for a nonzero sum over a zero total weight)."""
     if reduction == "mean":
         if divisor:
-            return dtype.type(total / divisor)
+            return _scalar(total / divisor, dtype)
         if total == 0 or total != total:
             total = math.nan
         else:
             total = math.copysign(math.inf, total) * math.copysign(1.0, divisor)
-    return dtype.type(total)
+    return _scalar(total, dtype)
+
+
+def _scalar(value: float, dtype: np.dtype) -> Any:
+    if dtype == _F32 or dtype == _F64:
+        return dtype.type(value)
+    with np.errstate(over="ignore"):  # a float16 sum beyond 65504 is inf, correctly rounded
+        return dtype.type(value)
 
 
 def check_reduction(reduction: Any) -> str:

@@ -225,7 +225,7 @@ def _run(kernel: LossKernel, op: int, p: _Prepared, ignore_index: int, label_smo
         raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
     loss = None
     if op == OP_LOSS or op == OP_LOSS_AND_GRAD:
-        if divisor and reduction == "mean":  # the usual call, without reduce_loss's call
+        if divisor and reduction == "mean" and p.dtype in FLOAT_DTYPES:  # the usual call, without reduce_loss's call
             loss = p.dtype.type(total / divisor)
         elif reduction == "none":
             assert losses is not None  # stored for "none"
