@@ -20,6 +20,11 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 
 # (rtol, atol) per dtype of the result: SPEC "results match torch".
 TOL = {F32: (1e-5, 1e-6), F64: (1e-12, 1e-13)}
+# float16 / bfloat16 results against torch's float64 on the same 16-bit inputs: each within 1
+# ulp of its format (ULP_LOW below), i.e. within 2^-10 / 2^-7 relative; absolute below the
+# format's smallest normal number, where ulps are not counted.
+TOL[F16] = (2.0**-10, 2.0**-14)
+TOL[BF16] = (2.0**-7, 2.0**-126)
 
 # torch's float64 oracle rounds x - lse with an absolute error of about eps * |x|, so its
 # exp(x - lse) is only good to ~ eps * max|x| relative: the property tests widen TOL[F64] to
