@@ -30,6 +30,11 @@ import numpy as np
 
 import logitops as lo
 
+try:  # bfloat16 rows (ml_dtypes comes with jax; importing it also lets np.dtype("bfloat16") resolve)
+    import ml_dtypes
+except ImportError:
+    ml_dtypes = None
+
 BIG = 1_000_000  # elements from which a case runs at 2 threads too and gets the memory column
 TINY = 100  # elements below which a case measures the per-call overhead (its own table)
 
@@ -45,6 +50,18 @@ def f32(*shapes: Shape) -> tuple[Size, ...]:
 
 def f64(*shapes: Shape) -> tuple[Size, ...]:
     return tuple((s, np.float64) for s in shapes)
+
+
+def bf16(*shapes: Shape) -> tuple[Size, ...]:
+    """bfloat16 rows, when ml_dtypes is installed (else none)."""
+    return tuple((s, ml_dtypes.bfloat16) for s in shapes) if ml_dtypes is not None else ()
+
+
+def _to_torch(L: Any, v: np.ndarray) -> Any:
+    """A tensor sharing v's memory; bfloat16 by its bits (invisible to the buffer protocol)."""
+    if v.dtype.kind == "V" and v.dtype.name == "bfloat16":
+        return L.torch.from_numpy(v.view(np.uint16)).view(L.torch.bfloat16)
+    return L.torch.from_numpy(v)
 
 
 # ----------------------------------------------------------------------------- libraries
@@ -350,7 +367,8 @@ REGISTRY: tuple[Entry, ...] = (
           torch=lambda L: L.F.cross_entropy, numpy=_np_ce, numpy_max=10_000_000, jax=_jax_ce),
     Entry("cross_entropy value+grad", "cross_entropy", ("x", "y"),
           lambda x, y, out=None: lo.cross_entropy_value_and_grad(x, y, out=out),
-          io=_ce_io(grad=True), sizes=CE + f64((8192, 1000)), quick=CE_QUICK, tiny=f32((8, 4)), grad_out=True,
+          io=_ce_io(grad=True), sizes=CE + f64((8192, 1000)) + bf16((2048, 32000), (256, 128256)),
+          quick=CE_QUICK + bf16((256, 32000)), tiny=f32((8, 4)), grad_out=True,
           torch=_torch_autograd(lambda L: L.F.cross_entropy), jax=lambda J: J.jax.value_and_grad(_jax_ce(J))),
     Entry("symmetric_cross_entropy forward", "symmetric_ce", ("x", "y"),
           lambda x, y: lo.symmetric_cross_entropy(x, y, **_SEED_SCE),
@@ -467,8 +485,11 @@ def make_inputs(name: str, shape: Shape, dtype: type, args: tuple[str, ...]) -> 
     """The arrays `args` names, drawn from a generator seeded by the case itself (the same
     numbers in every process)."""
     rng = np.random.default_rng(zlib.crc32(f"{name} {shape} {np.dtype(dtype).name}".encode()))
-    x = rng.standard_normal(shape, dtype=dtype)
+    native = np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
+    x = rng.standard_normal(shape, dtype=dtype if native else np.float32)
     x *= 3.0 if len(shape) == 2 else 4.0
+    if not native:  # float16 / bfloat16: drawn in float32, rounded once
+        x = x.astype(dtype)
     a: Arrays = {"x": x}
     if "g" in args:
         a["g"] = rng.standard_normal(shape, dtype=dtype)
@@ -518,7 +539,7 @@ def build(name: str, shape: Shape, dtype: type = np.float32, *, with_jax: bool =
 
     tfn = None
     if e.torch is not None and (L := torch_lib()) is not None:
-        tensors = [L.torch.from_numpy(v) for v in arrays]  # shares the arrays' memory
+        tensors = [_to_torch(L, v) for v in arrays]  # shares the arrays' memory
         tfn = functools.partial(e.torch(L), *tensors)
 
     nfn = None

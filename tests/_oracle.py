@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from logitops._checks import normalize_axes
+from logitops._checks import is_bfloat16, normalize_axes
 
 TORCH_ROW = {"logsumexp": torch.logsumexp, "log_softmax": F.log_softmax, "softmax": F.softmax}
 TORCH_ELEMENTWISE = {"log_sigmoid": F.logsigmoid, "sigmoid": torch.sigmoid}
@@ -34,6 +34,24 @@ def to_torch(a: Any, requires_grad: bool = False) -> torch.Tensor:
     return t
 
 
+def to_torch_low(a: Any, requires_grad: bool = False) -> torch.Tensor:
+    """A tensor with the same float16 / bfloat16 bits as `a` (bfloat16 is invisible to the buffer
+    protocol: it travels as its uint16 bits); other dtypes as to_torch."""
+    a = np.asarray(a)
+    if is_bfloat16(a.dtype):
+        t = torch.from_numpy(np.array(a, copy=True, order="C").view(np.uint16)).view(torch.bfloat16)
+        return t.requires_grad_(True) if requires_grad else t
+    return to_torch(a, requires_grad)
+
+
+def to_numpy_low(t: torch.Tensor, like: np.dtype) -> np.ndarray:
+    """A torch result as NumPy; a bfloat16 one as `like` (the ml_dtypes.bfloat16 dtype) by its bits."""
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.uint16).numpy().view(like)
+    return t.numpy()
+
+
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
@@ -42,7 +60,7 @@ def to_torch_f64(a: Any) -> torch.Tensor:
     """A float64 (or, for integers, int64) tensor with a's values: torch computes the reference
     in float64 (its float32 results are less accurate than ours)."""
     a = np.asarray(a)
-    if a.dtype.kind == "f":
+    if a.dtype.kind == "f" or is_bfloat16(a.dtype):
         a = a.astype(np.float64)
     elif a.dtype.kind in "iu":
         a = a.astype(np.int64)

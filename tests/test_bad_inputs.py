@@ -9,6 +9,7 @@ reports every failure at once. Valid but odd arguments: test_odd_inputs.py.
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 from _api import (
@@ -88,8 +89,10 @@ def _float_array_args(name: str, kw: dict) -> list[str]:
 
 def _bad_replacements(v: np.ndarray):
     """(label, replacement, expected exception) for a float array argument."""
-    for dt in (np.int64, np.int32, np.uint8, np.bool_, np.complex128, np.float16, object):
+    # float16 and bfloat16 are taken (test_low_precision.py); other low-precision formats are not
+    for dt in (np.int64, np.int32, np.uint8, np.bool_, np.complex128, ml_dtypes.float8_e4m3fn, object):
         yield np.dtype(dt).name, v.astype(dt), TypeError
+    yield "V2", np.zeros(v.shape, "V2"), TypeError
     if np.finfo(np.longdouble).bits > 64:
         yield "longdouble", v.astype(np.longdouble), TypeError
     yield "list", v.tolist(), TypeError

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 from _api import LOSSES, call, call_kwargs, first_array, first_name, public_functions, split
+from _helpers import LOW_DTYPES
 
 import logitops as lo
 from logitops import _core
@@ -33,7 +34,7 @@ def rss() -> int:
         return int(f.read().split()[1]) * PAGE
 
 
-def _variants(name: str, rng, shape, dtypes=(np.float32, np.float64)) -> list[dict]:
+def _variants(name: str, rng, shape, dtypes=(np.float32, np.float64, *LOW_DTYPES)) -> list[dict]:
     base = split(name)[0]
     out = []
     for dt in dtypes:

@@ -48,6 +48,7 @@ from ._checks import (
     legacy_reduction,
     reduce_loss,
     result_dtype,
+    weight_dtype,
 )
 
 __all__ = [
@@ -133,8 +134,8 @@ def _prepare(input: Any, target: Any, weight: Any, pos_weight: Any = None) -> _A
         )
     dt = result_dtype(input, target)
     shape = input.shape
-    return _Args(contiguous(input, dt), contiguous(target, dt), _broadcast_layout(weight, "weight", shape, dt),
-                 _broadcast_layout(pos_weight, "pos_weight", shape, dt), dt, shape, input.size)
+    return _Args(contiguous(input, dt), contiguous(target, dt), _broadcast_layout(weight, "weight", shape, weight_dtype(dt)),
+                 _broadcast_layout(pos_weight, "pos_weight", shape, weight_dtype(dt)), dt, shape, input.size)
 
 
 def _check_wrt(wrt: Any) -> int:
@@ -171,7 +172,8 @@ def _with_dtype(a: _Args, dt: np.dtype) -> _Args:
         return a
 
     def cast(w: _Weight) -> _Weight:
-        return w if w.data is None else w._replace(data=w.data.astype(dt))
+        wdt = weight_dtype(dt)
+        return w if w.data is None or w.data.dtype == wdt else w._replace(data=w.data.astype(wdt))
 
     return a._replace(
         input=a.input.astype(dt), target=a.target.astype(dt), weight=cast(a.weight),

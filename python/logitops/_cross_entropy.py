@@ -47,9 +47,11 @@ from ._checks import (
     contiguous,
     float_array,
     grad_scalar,
+    is_bfloat16,
     legacy_reduction,
+    promote,
     reduce_loss,
-    result_dtype,
+    weight_dtype,
 )
 
 __all__ = [
@@ -64,7 +66,6 @@ __all__ = [
 _REDUCTION = REDUCTION_CODES
 _I64 = np.dtype(np.int64)
 _U64 = np.dtype(np.uint64)
-_F64 = np.dtype(np.float64)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -134,8 +135,8 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
         p.sample_shape = (shape[0],) + shape[2:]
     kind = target.dtype.kind
     dt = input.dtype
-    if extra_dtype is not None and extra_dtype == _F64:
-        dt = _F64
+    if extra_dtype is not None and extra_dtype != dt and (extra_dtype.kind == "f" or is_bfloat16(extra_dtype)):
+        dt = promote(dt, extra_dtype)  # a grad_output of another float dtype (checked later)
     if kind in "iu":
         if target.shape != p.sample_shape:
             raise ValueError(
@@ -144,7 +145,7 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
             )
         p.target = _class_targets(target, p.classes, ignore_index)
         p.probs = None
-    elif kind == "f" and target.dtype.itemsize in (4, 8):
+    elif (kind == "f" and target.dtype.itemsize in (2, 4, 8)) or is_bfloat16(target.dtype):
         target = float_array(target, "target")  # byte-swapped: its values, in native order
         if nll:
             raise TypeError(f"target of nll_loss must have an integer dtype (class indices), got {target.dtype}")
@@ -163,12 +164,13 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
                 "ignore_index is not supported for floating point target (probabilities): got "
                 f"ignore_index={ignore_index}; only negative values, which no class has, are accepted"
             )
-        dt = result_dtype(input, target) if dt != _F64 else dt
+        dt = promote(dt, target.dtype)
         p.target = None
         p.probs = target
     else:
         raise TypeError(
-            f"target must have an integer dtype (class indices) or float32/float64 (probabilities), got {target.dtype}"
+            "target must have an integer dtype (class indices) or float32, float64, float16 or bfloat16 "
+            f"(probabilities), got {target.dtype}"
         )
 
     if weight is not None:
@@ -178,7 +180,7 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
                 f"weight has shape {weight.shape}, expected ({p.classes},): one weight per class of input "
                 f"of shape {shape}"
             )
-        weight = contiguous(weight, dt)
+        weight = contiguous(weight, weight_dtype(dt))
     p.weight = weight
     p.dtype = dt
     p.shape = shape
@@ -228,7 +230,7 @@ def _run(kernel: LossKernel, op: int, p: _Prepared, ignore_index: int, label_smo
         raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
     loss = None
     if op == OP_LOSS or op == OP_LOSS_AND_GRAD:
-        if divisor and reduction == "mean":  # the usual call, without reduce_loss's call
+        if divisor and reduction == "mean" and p.dtype in FLOAT_DTYPES:  # the usual call, without reduce_loss's call
             loss = p.dtype.type(total / divisor)
         elif reduction == "none":
             assert losses is not None  # stored for "none"

@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._checks import FLOAT_DTYPES, check_float_dtype, check_out, contiguous, float_array, normalize_axes, result_dtype
+from ._checks import (
+    FLOAT_DTYPES,
+    check_float_dtype,
+    check_out,
+    contiguous,
+    float_array,
+    is_bfloat16,
+    normalize_axes,
+    result_dtype,
+)
 from ._rows import RowLayout
 
 Axis = Any  # int | tuple[int, ...] | None
@@ -196,7 +205,7 @@ def _cast(a: Any, dtype: Any) -> Any:
     """a cast to `dtype` (torch's dtype= keyword: the input is cast before the operation), when
     it is a plain array of a real or bool dtype; anything else is left to float_array's checks."""
     dt = check_float_dtype(dtype)
-    if type(a) is np.ndarray and a.dtype.kind in "biuf" and a.dtype != dt:
+    if type(a) is np.ndarray and (a.dtype.kind in "biuf" or is_bfloat16(a.dtype)) and a.dtype != dt:
         return a.astype(dt)
     return a
 
@@ -207,7 +216,7 @@ def _row_grad_cast(fn: _Kernel, grad_output: Any, x: Any, axis: Axis, dtype: Any
     if dtype is None:
         return _row_grad(fn, grad_output, x, axis)
     grad = _row_grad(fn, _cast(grad_output, dtype), _cast(x, dtype), axis)
-    if type(x) is np.ndarray and x.dtype.kind == "f" and x.dtype != grad.dtype:
+    if type(x) is np.ndarray and (x.dtype.kind == "f" or is_bfloat16(x.dtype)) and x.dtype != grad.dtype:
         return grad.astype(x.dtype)
     return grad
 
