@@ -113,7 +113,12 @@ def _cases(name: str, rng, dt: np.dtype) -> list[tuple[str, dict]]:
                     opts.update(weight="last", pos_weight="last")
                 else:
                     opts.update(weight=True, n_ignored=2)
-                out.append((f"{shape} {red}", call_kwargs(name, rng, dt, **opts)))
+                kw = call_kwargs(name, rng, dt, **opts)
+                if base == "multilabel_soft_margin_loss":
+                    # Hard labels: with soft ones its gradient sigmoid(x) - t cancels in float32
+                    # already (test_margin.py), more than a 16-bit ulp where p ~ t.
+                    kw["target"] = np.round(kw["target"].astype(np.float32)).astype(dt)
+                out.append((f"{shape} {red}", kw))
             if base == "cross_entropy":
                 out.append((f"{shape} smoothing", call_kwargs(name, rng, dt, shape=shape, label_smoothing=0.2)))
                 out.append((f"{shape} probs", call_kwargs(name, rng, dt, shape=shape, probs=True, reduction="none")))
@@ -143,7 +148,7 @@ def _torch_low(name: str, kw: dict, dt: np.dtype) -> list[np.ndarray]:
     if variant == "":
         with torch.no_grad():
             return [to_numpy_low(f(*ts), dt)]
-    wrt = "x" if "x" in kw else kw.get("wrt", "input")
+    wrt = "x" if "x" in kw else kw.get("wrt", names[0])  # (sigmoid_focal_loss's is "inputs")
     ts[names.index(wrt)].requires_grad_(True)
     y = f(*ts)
     go = kw["grad_output"] if variant == "backward" else np.ones(tuple(y.shape), dt)
@@ -171,6 +176,11 @@ def test_every_function_within_one_ulp_and_torchs_dtype(name, dt, rng):
         except RuntimeError as e:  # torch lacks some 16-bit CPU kernels
             lows = None
             rep.expect("not implemented" in str(e), f"{name} [{label}]: torch raised {e}")
+        if split(name)[0] == "sigmoid_focal_loss" and dt == np.float16:
+            # torchvision's composition is eight float16 operations; a "mean" over 44000 elements
+            # makes its gradients ~1e-5, where float16 keeps 3 digits or fewer: torch's own
+            # numbers are off there, ours are checked against float64 above.
+            lows = None
         for i, (got, ref) in enumerate(zip(ours, refs)):
             got = np.asarray(got)
             rep.expect(got.dtype == dt, f"{name} [{label}] result {i}: dtype {got.dtype}, expected {dt}")

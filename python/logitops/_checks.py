@@ -242,3 +242,58 @@ def check_out(out: Any, dtype: np.dtype, shape: tuple[int, ...], input: np.ndarr
         if arr is not None and np.may_share_memory(out, arr):
             raise ValueError(f"out must not share memory with {name}")
     return out
+
+
+def _low_dtype_of(args: Sequence[Any]) -> np.dtype | None:
+    """The 16-bit dtype the results of a call on `args` take (torch's promotion), or None when an
+    array argument is float32/float64 or none is 16-bit."""
+    dt: np.dtype | None = None
+    for a in args:
+        if isinstance(a, np.ndarray) and a.dtype.kind in "fV":
+            if not is_low(a.dtype):
+                if a.dtype.kind == "f":
+                    return None
+                continue
+            dt = a.dtype if dt is None else promote(dt, a.dtype)
+    return dt if dt is not None and is_low(dt) else None
+
+
+def via_float32(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A function whose kernels have no 16-bit blocks yet (the families added after the
+    low-precision driver): float16/bfloat16 arguments are computed as float32 copies and every
+    float result is rounded back to the 16-bit dtype once -- the numbers of the 16-bit path,
+    through a temporary float32 copy of the inputs (a slower path; see the README)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        low = _low_dtype_of([*args, *kwargs.values()])
+        if low is None:
+            return fn(*args, **kwargs)
+
+        def up(v: Any) -> Any:
+            return v.astype(_F32) if isinstance(v, np.ndarray) and is_low(v.dtype) else v
+
+        out = kwargs.pop("out", None)
+        if out is not None:
+            out = float_array(out, "out")
+            if out.dtype != low:
+                raise TypeError(f"out must have dtype {low}, got {out.dtype}")
+        result = fn(*[up(a) for a in args], **{k: up(v) for k, v in kwargs.items()})
+
+        def down(v: Any) -> Any:
+            if isinstance(v, np.ndarray) and v.dtype == _F32:
+                return v.astype(low)
+            if isinstance(v, np.floating) and v.dtype == _F32:
+                return np.asarray(v).astype(low)[()]
+            return v
+
+        if isinstance(result, tuple):
+            result = tuple(down(v) for v in result)
+            if out is not None:  # the gradient of a value_and_grad call
+                out[...] = result[-1]
+                result = (*result[:-1], out)
+            return result
+        return down(result)
+
+    return wrapper

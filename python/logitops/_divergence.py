@@ -46,6 +46,7 @@ from ._checks import (
     legacy_reduction,
     reduce_loss,
     result_dtype,
+    via_float32,
 )
 
 __all__ = [
@@ -258,3 +259,9 @@ def sigmoid_focal_loss_value_and_grad(inputs: np.ndarray, targets: np.ndarray, a
     loss, grad = _call(_core.sigmoid_focal_loss, OP_LOSS_AND_GRAD, a, out=_out(out, a, "inputs", "targets"))
     assert grad is not None
     return loss, grad
+
+
+# float16/bfloat16: through float32 copies for now (_checks.via_float32).
+for _name in __all__:
+    globals()[_name] = via_float32(globals()[_name])
+del _name

@@ -43,6 +43,7 @@ from ._checks import (
     legacy_reduction,
     reduce_loss,
     result_dtype,
+    via_float32,
 )
 
 __all__ = [
@@ -199,3 +200,11 @@ def multilabel_soft_margin_loss_value_and_grad(input: np.ndarray, target: np.nda
     loss, grad = _ml_call(OP_LOSS_AND_GRAD, a, reduction, out=out)
     assert grad is not None
     return loss, grad
+
+
+# float16/bfloat16: soft_margin_loss has 16-bit blocks (the binary driver); the multilabel loss,
+# through float32 copies for now (_checks.via_float32).
+for _name in __all__:
+    if _name.startswith("multilabel"):
+        globals()[_name] = via_float32(globals()[_name])
+del _name

@@ -34,6 +34,7 @@ from ._checks import (
     check_out,
     check_reduction,
     reduce_loss,
+    via_float32,
 )
 from ._cross_entropy import _grad_dtype, _grad_output, _prepare, _Prepared
 
@@ -136,3 +137,9 @@ def symmetric_cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray
     loss, grad = _run(OP_LOSS_AND_GRAD, p, opts, reduction, out=out)
     assert grad is not None
     return loss, grad
+
+
+# float16/bfloat16: through float32 copies for now (_checks.via_float32).
+for _name in __all__:
+    globals()[_name] = via_float32(globals()[_name])
+del _name
