@@ -172,6 +172,7 @@ def elementwise_case(draw, base):
     return opts
 
 
+@st.composite
 def row_loss_case(draw, base):
     N = draw(st.integers(0, 9))
     C = draw(st.one_of(st.integers(1, 9), st.sampled_from([2, 8, 16, 17, 33, 100])))

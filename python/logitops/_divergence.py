@@ -149,12 +149,12 @@ def _kl_args(input: Any, target: Any, size_average: Any, reduce: Any, reduction:
     if not isinstance(log_target, (bool, np.bool_)):
         raise TypeError(f"log_target must be a bool, got {type(log_target).__name__}")
     if size_average is not None or reduce is not None:
-        kernel_reduction = legacy_reduction(size_average, reduce, stacklevel=4)
+        kernel_reduction = legacy_reduction(size_average, reduce, stacklevel=5)  # (via_float32's frame too)
     else:
         if not isinstance(reduction, str) or reduction not in ("mean", "batchmean", "sum", "none"):
             raise ValueError(f"reduction must be one of 'mean', 'batchmean', 'sum', 'none', got {reduction!r}")
         if reduction == "mean":
-            warnings.warn(KL_MEAN_WARNING, UserWarning, stacklevel=3)  # user -> kl_div* -> here
+            warnings.warn(KL_MEAN_WARNING, UserWarning, stacklevel=4)  # user -> via_float32 -> kl_div* -> here
         kernel_reduction = "sum" if reduction == "batchmean" else reduction
     x, t, dt = _arrays(input, target, "input", "target")
     divisor, scale = float(x.size), 1.0

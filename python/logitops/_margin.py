@@ -63,9 +63,10 @@ def _same_shape(input: np.ndarray, target: np.ndarray) -> None:
         )
 
 
-def _resolve(size_average: Any, reduce: Any, reduction: Any) -> str:
+def _resolve(size_average: Any, reduce: Any, reduction: Any, stacklevel: int = 4) -> str:
+    """stacklevel 4: user -> public function -> here -> legacy_reduction (5 through via_float32)."""
     if size_average is not None or reduce is not None:
-        reduction = legacy_reduction(size_average, reduce, stacklevel=4)
+        reduction = legacy_reduction(size_average, reduce, stacklevel=stacklevel)
     return check_reduction(reduction)
 
 
@@ -163,7 +164,7 @@ def multilabel_soft_margin_loss(input: np.ndarray, target: np.ndarray, weight: n
                                 reduction: str = "mean") -> Any:
     """mean over the last axis (the classes) of -w [t log sigmoid(x) + (1 - t) log sigmoid(-x)]
     (F.multilabel_soft_margin_loss); "none" gives one loss per row, shape input.shape[:-1]."""
-    reduction = _resolve(size_average, reduce, reduction)
+    reduction = _resolve(size_average, reduce, reduction, stacklevel=5)
     return _ml_call(OP_LOSS, _prepare_multilabel(input, target, weight), reduction)[0]
 
 
@@ -173,7 +174,7 @@ def multilabel_soft_margin_loss_backward(grad_output: Any, input: np.ndarray, ta
                                          wrt: str = "input") -> np.ndarray:
     """Gradient of multilabel_soft_margin_loss with respect to input (g w [sigmoid(x) - t] / C)
     or, with wrt="target", to target (-g w x / C); g is per row for "none"."""
-    reduction = _resolve(size_average, reduce, reduction)
+    reduction = _resolve(size_average, reduce, reduction, stacklevel=5)
     if wrt not in ("input", "target"):
         raise ValueError(f"wrt must be 'input' or 'target', got {wrt!r}")
     a = _prepare_multilabel(input, target, weight)
@@ -193,7 +194,7 @@ def multilabel_soft_margin_loss_value_and_grad(input: np.ndarray, target: np.nda
                                                out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
     """(multilabel_soft_margin_loss, its gradient with respect to input) in one pass; `out`
     receives the gradient and may be `input` itself."""
-    reduction = _resolve(size_average, reduce, reduction)
+    reduction = _resolve(size_average, reduce, reduction, stacklevel=5)
     a = _prepare_multilabel(input, target, weight)
     if out is not None:
         out = check_out(out, a.dtype, a.shape, a.input, True, (("target", a.target), ("weight", a.weight.data)))
