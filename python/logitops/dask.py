@@ -438,9 +438,12 @@ def _lse_block(a: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarr
     return np.asarray(_np_logsumexp(a, axis=axis, keepdims=keepdims))
 
 
-def logsumexp(x: Any, axis: Any = -1, keepdims: bool = False) -> Any:
+def logsumexp(x: Any, axis: Any = -1, keepdims: bool = False, *, b: Any = None, return_sign: bool = False) -> Any:
     """logitops.logsumexp over a dask array, any chunking: blocks along a reduced axis are combined
-    by a logsumexp of their logsumexps (exact: it is the same sum)."""
+    by a logsumexp of their logsumexps (exact: it is the same sum). SciPy's weighted form (`b`,
+    `return_sign`) is not taken over dask arrays yet: it raises."""
+    if b is not None or return_sign:
+        raise NotImplementedError("b / return_sign: the weighted logsumexp is not in logitops.dask yet")
     x = _check_input(x, "x")
     if x.dtype not in _checks.FLOAT_DTYPES:
         raise TypeError(f"x must have dtype float32 or float64, got {x.dtype}")
