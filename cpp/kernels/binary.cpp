@@ -310,17 +310,7 @@ int run_op(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum)
 
 template <class T, template <class, bool> class Loss>
 int run(LossOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
-  switch (op) {
-    case LossOp::loss:
-      return run_op<T, Loss, LossOp::loss>(a, begin, end, loss_sum);
-    case LossOp::grad_input:
-      return run_op<T, Loss, LossOp::grad_input>(a, begin, end, loss_sum);
-    case LossOp::grad_target:
-      return run_op<T, Loss, LossOp::grad_target>(a, begin, end, loss_sum);
-    case LossOp::loss_and_grad:
-      return run_op<T, Loss, LossOp::loss_and_grad>(a, begin, end, loss_sum);
-  }
-  return 0;
+  return with_loss_op(op, [&](auto o) { return run_op<T, Loss, decltype(o)::value>(a, begin, end, loss_sum); });
 }
 
 // Multilabel soft margin over rows of C elements (binary.h): each row's BCE-with-logits terms
