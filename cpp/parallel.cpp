@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -108,7 +109,9 @@ class Pool {
 
  private:
   static constexpr int kSpinsBeforeYield = 4000;
-  static constexpr int kIdleSpins = 20000;  // about 50-100 us of pause instructions
+  // How long an idle worker polls for the next job before sleeping: a loop's next call is
+  // usually sooner, and a sleeping worker's wake-up costs tens of microseconds.
+  static constexpr std::chrono::microseconds kIdleSpin{50};
 
   static void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -134,9 +137,11 @@ class Pool {
   void worker_loop(uint64_t seen) {
     for (;;) {
       uint64_t limit = limit_.load(std::memory_order_acquire);
-      for (int i = 0; (limit >> 32) == seen && i < kIdleSpins && !quit_.load(std::memory_order_relaxed); ++i) {
+      const auto spin_until = std::chrono::steady_clock::now() + kIdleSpin;
+      for (int i = 1; (limit >> 32) == seen && !quit_.load(std::memory_order_relaxed); ++i) {
         cpu_relax();
         limit = limit_.load(std::memory_order_acquire);
+        if (i % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
       }
       if ((limit >> 32) == seen) {
         std::unique_lock<std::mutex> lk(m_);
