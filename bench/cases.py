@@ -202,6 +202,10 @@ def _torch_focal(L: Any) -> Fn:
         ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
         p_t = p * t + (1 - p) * (1 - t)
         return ((alpha * t + (1 - alpha) * (1 - t)) * (ce * ((1 - p_t) ** gamma))).mean()
+
+    return loss
+
+
 def _torch_sce(L: Any) -> Fn:
     """The seed's SymmetricCELoss(alpha=0.1, beta=1.0) as written in torch (clamps 1e-7 / 1e-4)."""
     F, torch = L.F, L.torch
