@@ -59,13 +59,9 @@ bool parse_bytes(const char* s, size_t* out) {
     if (n > (~0ULL >> 4) / 10) return false;
     n = n * 10 + static_cast<unsigned>(*s - '0');
   }
-  int shift = 0;
-  switch (std::toupper(static_cast<unsigned char>(*s))) {
-    case 'K': shift = 10; ++s; break;
-    case 'M': shift = 20; ++s; break;
-    case 'G': shift = 30; ++s; break;
-    default: break;
-  }
+  const int unit = std::toupper(static_cast<unsigned char>(*s));
+  const int shift = unit == 'K' ? 10 : unit == 'M' ? 20 : unit == 'G' ? 30 : 0;
+  if (shift) ++s;
   while (std::isspace(static_cast<unsigned char>(*s))) ++s;
   if (*s != '\0' || (shift && n > (~0ULL >> (shift + 4)))) return false;
   *out = static_cast<size_t>(n << shift);
