@@ -121,6 +121,9 @@ class Entry:
     # logitops.torch rows: torch_lib() -> fn(*tensors), our side of the row, on the same tensors as
     # torch's (instead of `ours` on the arrays); the row is left out when torch is not installed.
     lot: Callable[[Any], Fn] | None = None
+    # The same call writing into out= (out_form(*arrays, out=buffer)), for the default-vs-out=
+    # table of functions whose array result takes out= (value+grad entries have it: grad_out).
+    out_form: Fn | None = None
 
 
 def _torch_autograd(loss: Callable[[Any], Fn]) -> Callable[[Any], Fn]:
@@ -199,6 +202,10 @@ def _torch_focal(L: Any) -> Fn:
         ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
         p_t = p * t + (1 - p) * (1 - t)
         return ((alpha * t + (1 - alpha) * (1 - t)) * (ce * ((1 - p_t) ** gamma))).mean()
+
+    return loss
+
+
 def _torch_sce(L: Any) -> Fn:
     """The seed's SymmetricCELoss(alpha=0.1, beta=1.0) as written in torch (clamps 1e-7 / 1e-4)."""
     F, torch = L.F, L.torch
@@ -297,10 +304,11 @@ REGISTRY: tuple[Entry, ...] = (
           torch=lambda L: lambda x: L.torch.logsumexp(x, -1), numpy=_np_logsumexp,
           jax=lambda J: lambda x: J.jax.scipy.special.logsumexp(x, axis=-1)),
     Entry("log_softmax", "rows", ("x",), lambda x: lo.log_softmax(x), io=_same,
-          sizes=ROWS, quick=ROWS_QUICK, tiny=f32((8, 4)),
+          sizes=ROWS, quick=ROWS_QUICK, tiny=f32((8, 4)), out_form=lambda x, out: lo.log_softmax(x, out=out),
           torch=lambda L: lambda x: L.F.log_softmax(x, -1), numpy=_np_log_softmax,
           jax=lambda J: lambda x: J.nn.log_softmax(x, axis=-1)),
     Entry("softmax", "rows", ("x",), lambda x: lo.softmax(x), io=_same, sizes=ROWS, quick=ROWS_QUICK,
+          out_form=lambda x, out: lo.softmax(x, out=out),
           torch=lambda L: lambda x: L.F.softmax(x, -1), numpy=_np_softmax,
           jax=lambda J: lambda x: J.nn.softmax(x, axis=-1)),
     Entry("log_softmax backward", "rows", ("g", "x"), lambda g, x: lo.log_softmax_backward(g, x),
@@ -311,10 +319,12 @@ REGISTRY: tuple[Entry, ...] = (
     Entry("softmax, out=", "rows", ("x", "out"), lambda x, out: lo.softmax(x, axis=-1, out=out),
           io=_same, sizes=ROWS_OUT, torch=_torch_out("softmax")),
     Entry("log_sigmoid", "elementwise", ("x",), lambda x: lo.log_sigmoid(x), io=_same,
-          sizes=VEC, quick=VEC_QUICK, torch=lambda L: L.F.logsigmoid, numpy=lambda x: -np.logaddexp(0, -x),
+          sizes=VEC, quick=VEC_QUICK, out_form=lambda x, out: lo.log_sigmoid(x, out=out),
+          torch=lambda L: L.F.logsigmoid, numpy=lambda x: -np.logaddexp(0, -x),
           jax=lambda J: J.nn.log_sigmoid),
     Entry("sigmoid", "elementwise", ("x",), lambda x: lo.sigmoid(x), io=_same,
-          sizes=VEC, quick=VEC_QUICK, torch=lambda L: L.torch.sigmoid, numpy=lambda x: 1 / (1 + np.exp(-x)),
+          sizes=VEC, quick=VEC_QUICK, out_form=lambda x, out: lo.sigmoid(x, out=out),
+          torch=lambda L: L.torch.sigmoid, numpy=lambda x: 1 / (1 + np.exp(-x)),
           jax=lambda J: J.nn.sigmoid),
     Entry("log_sigmoid, out=", "elementwise", ("x", "out"), lambda x, out: lo.log_sigmoid(x, out=out),
           io=_same, sizes=VEC_OUT, torch=_torch_out("log_sigmoid")),
@@ -441,6 +451,27 @@ def plan(quick: bool) -> tuple[list[tuple[str, Shape, type]], list[tuple[str, Sh
     return main, tiny
 
 
+OUT_MIN_BYTES = 1 << 20  # the default-vs-out= table: results from 1 MiB on
+
+
+def plan_out(quick: bool) -> list[tuple[str, Shape, type]]:
+    """The default-vs-out= table as (name, shape, dtype): every entry whose array result takes out=,
+    at its sizes whose result is at least OUT_MIN_BYTES, and at a 1 MiB float32 size of its kind
+    ((262144,) or (256, 1024)): where a call's fixed costs weigh most."""
+    rows: list[tuple[str, Shape, type]] = []
+    for e in REGISTRY:
+        if e.lot is not None or not (e.grad_out or e.out_form):
+            continue
+        sizes = list(e.quick if quick else e.sizes)
+        if not sizes:
+            continue
+        edge: Shape = (262_144,) if len(sizes[0][0]) == 1 else (256, 1024)
+        for shape, dtype in [(edge, np.float32), *sizes]:
+            if math.prod(shape) * np.dtype(dtype).itemsize >= OUT_MIN_BYTES and (e.name, shape, dtype) not in rows:
+                rows.append((e.name, shape, dtype))
+    return rows
+
+
 # ----------------------------------------------------------------------------- one case at one size
 
 
@@ -459,6 +490,8 @@ class Case:
     bytes_out: int
     ours_fresh: Fn | None = None  # value+grad: the call without out= (a new gradient)
     out: np.ndarray | None = None  # value+grad: the gradient buffer `ours` writes into
+    # (the call without out=, the same into a reused buffer): the default-vs-out= table's pair
+    default_vs_out: tuple[Fn, Fn] | None = None
 
     @property
     def size(self) -> str:
@@ -536,6 +569,11 @@ def build(name: str, shape: Shape, dtype: type = np.float32, *, with_jax: bool =
     else:
         assert e.ours is not None
         ours = functools.partial(e.ours, *arrays)
+    pair = None
+    if fresh is not None:
+        pair = (fresh, ours)
+    elif e.out_form is not None:
+        pair = (ours, functools.partial(e.out_form, *arrays, out=np.empty_like(a["x"])))
 
     tfn = None
     if e.torch is not None and (L := torch_lib()) is not None:
@@ -555,4 +593,4 @@ def build(name: str, shape: Shape, dtype: type = np.float32, *, with_jax: bool =
             return J.jax.block_until_ready(compiled(*on_device))
 
     b_in, b_out = e.io(a)
-    return Case(name, shape, dtype, ours, tfn, nfn, jfn, b_in, b_out, fresh, out)
+    return Case(name, shape, dtype, ours, tfn, nfn, jfn, b_in, b_out, fresh, out, pair)

@@ -14,8 +14,10 @@ from harness import SETTLE_S, Timing, memory_floor_s
 
 import logitops as lo
 
-MAIN_HEAD = ("| function | size | dtype | threads | logitops | torch | numpy | jax | vs torch | GB/s "
+MAIN_HEAD = ("| function | size | dtype | ISA | threads | logitops | torch | numpy | jax | vs torch | GB/s "
              "| × memory floor | peak RSS MB (ours / torch) |")
+OUT_HEAD = "| function | size | dtype | ISA | default | out= | default / out= |"
+OUT_TARGET = 1.15  # the default call's goal: within this factor of the out= call
 TINY_HEAD = "| call | size | logitops µs/call | torch µs/call | vs torch |"
 SPREAD_SHOWN = 0.2  # a sample's spread is shown when wider than this fraction of its median
 
@@ -69,6 +71,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def _load() -> str:
+    try:
+        return " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 class Report:
     """Rows added as they are measured (each returned as its markdown line, to print at once)."""
 
@@ -77,6 +86,7 @@ class Report:
         self.read_bw, self.copy_bw = read_bw, copy_bw
         self.main: list[str] = [MAIN_HEAD, _rule(MAIN_HEAD)]
         self.tiny: list[str] = [TINY_HEAD, _rule(TINY_HEAD)]
+        self.outs: list[str] = [OUT_HEAD, _rule(OUT_HEAD)]
         self.chart: list[tuple[str, float]] = []  # (label, speed-up over torch) of the 1-thread rows
 
     def add(self, case: Case, threads: int, t: dict[str, Timing], memory: str = "—") -> str:
@@ -84,12 +94,20 @@ class Report:
         gbs = (case.bytes_in + case.bytes_out) / ours / 1e9
         xfloor = ours / memory_floor_s(case, self.read_bw, self.copy_bw)
         dt = np.dtype(case.dtype).name
-        cells = [case.name, case.size, dt, str(threads), *(fmt_timing(t.get(k)) for k in ("ours", "torch", "numpy", "jax")),
+        cells = [case.name, case.size, dt, lo.isa(), str(threads), *(fmt_timing(t.get(k)) for k in ("ours", "torch", "numpy", "jax")),
                  _speedup(t), f"{gbs:.1f}", f"{xfloor:.1f}", memory if threads == 1 else "—"]
         self.main.append("| " + " | ".join(cells) + " |")
         if threads == 1 and "torch" in t:
             self.chart.append((f"{case.name} {case.size} {dt}", t["torch"].median / ours))
         return self.main[-1]
+
+    def add_out(self, case: Case, t: dict[str, Timing]) -> str:
+        ratio = t["default"].median / t["out="].median
+        mark = "" if ratio <= OUT_TARGET else " (over)"
+        dt = np.dtype(case.dtype).name
+        self.outs.append(f"| {case.name} | {case.size} | {dt} | {lo.isa()} | {fmt_timing(t['default'])} "
+                         f"| {fmt_timing(t['out='])} | {ratio:.2f}×{mark} |")
+        return self.outs[-1]
 
     def add_call(self, case: Case, t: dict[str, Timing]) -> str:
         theirs = f"{t['torch'].median * 1e6:.1f}" if "torch" in t else "—"
@@ -106,7 +124,8 @@ class Report:
             f"{'quick subset, ' if self.quick else ''}{elapsed_s:.0f} s."
         )
         machine = (f"CPU: {cpu_model()}; logitops ISA of every row: {lo.isa()} (`lo.isa()`; "
-                   "`LOGITOPS_ISA=scalar` runs the portable path).")
+                   "`LOGITOPS_ISA=scalar` runs the portable path); result cache limit "
+                   f"{lo.get_result_cache_limit() >> 20} MiB; load average at the end {_load()}.")
         return f"{versions}\n\n{machine}"
 
     def legend(self) -> str:
@@ -124,6 +143,14 @@ class Report:
             "process at 1 thread; for value+grad, ours without `out=` and, in brackets, with it."
         )
 
+    def out_legend(self) -> str:
+        return (
+            f"1 thread, medians of {self.rounds} interleaved samples: each function whose array result takes "
+            "`out=`, called without it (*default*: a new result each call, from the result cache once one "
+            "has been freed; see the README) and into a reused `out=` buffer, at every size whose result is "
+            f"at least 1 MiB. The goal is default / out= <= {OUT_TARGET}; *(over)* marks a row above it."
+        )
+
     TINY_LEGEND = (
         "Per-call time on tiny inputs (1 thread): the fixed cost of a call (argument checks, dispatch, "
         "allocation of the result). value+grad here is the plain call (a new gradient array), torch's "
@@ -135,6 +162,7 @@ class Report:
         return (
             f"<!-- written by bench/run.py{' --quick' if self.quick else ''}; do not edit by hand -->\n"
             f"### Speed and memory\n\n{nl.join(self.main)}\n\n{self.legend()}\n\n"
+            f"### Default vs out=\n\n{nl.join(self.outs)}\n\n{self.out_legend()}\n\n"
             f"### Per-call overhead\n\n{nl.join(self.tiny)}\n\n{self.TINY_LEGEND}\n\n{self.footer(elapsed_s)}\n"
         )
 

@@ -53,6 +53,19 @@ def run(quick: bool, with_memory: bool, output: Path | None, only: str | None = 
             print(report.add(case, threads, harness.time_case(case, threads, rounds, target_s), mem), flush=True)
         del case  # its inputs, before the next case's
 
+    out_specs = cases.plan_out(quick)
+    if only is not None:
+        out_specs = [s for s in out_specs if only in s[0]]
+    print("\n" + "\n".join(report.outs), flush=True)
+    harness.set_threads(1)
+    for spec in out_specs:
+        case = cases.build(*spec, with_jax=False)
+        assert case.default_vs_out is not None
+        default, into_out = case.default_vs_out
+        t = harness.measure({"default": default, "out=": into_out}, rounds, target_s)
+        print(report.add_out(case, t), flush=True)
+        del case, default, into_out
+
     print("\n" + "\n".join(report.tiny), flush=True)
     for spec in tiny_specs:
         case = cases.build(*spec)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -65,53 +66,95 @@ void warn_threads_unavailable(const char* why, int got, int wanted) {
                why, got, wanted);
 }
 
-// Workers sleep on `wake_` until a new job generation is posted, take chunks from `next_`
-// until none are left, and report through `busy_`. The caller works on the same job.
+// A job is published as two words: `limit_` = (generation << 32) | chunk count, then `claim_` =
+// (generation << 32) | next chunk. A thread claims chunk i by a compare-and-swap of claim_ from
+// (g, i) to (g, i + 1) that only succeeds while claim_ still names the generation g its limit_
+// came from and i is below that job's count: a worker that wakes after the job is over (or
+// while a newer one is being posted) claims nothing and cannot touch a job that is gone. The
+// caller works on its own job and returns once every chunk is done (`done_`), without waiting
+// for workers that never got a chunk: a late worker's wake-up costs the caller nothing.
+// Idle workers spin briefly before sleeping on `wake_`, so back-to-back calls (a training
+// loop) find them awake.
 // A Pool is never destroyed: its workers must not be joined during interpreter teardown (a
 // daemon thread may still be inside a kernel), and after fork() it is abandoned (below).
 class Pool {
  public:
-  // Returns false (and does nothing) when another thread is using the pool.
+  // Returns false (and does nothing) when another thread is using the pool, or the job has
+  // more chunks than a claim word counts (the caller then runs them itself).
   bool run(int64_t n_chunks, const std::function<void(int64_t)>& chunk_fn, int threads) {
+    if (n_chunks >= (int64_t{1} << 32)) return false;
     std::unique_lock<std::mutex> job_lock(job_mutex_, std::try_to_lock);
     if (!job_lock.owns_lock()) return false;
     ensure_workers(threads - 1);
+    const uint64_t gen = ++generation_ & 0xffffffffu;
+    job_.store(&chunk_fn, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    claim_.store(gen << 32, std::memory_order_relaxed);
+    const uint64_t limit = (gen << 32) | static_cast<uint64_t>(n_chunks);
+    limit_.store(limit, std::memory_order_release);  // publishes the three stores above
     {
       std::lock_guard<std::mutex> lk(m_);
-      job_ = &chunk_fn;
-      n_chunks_ = n_chunks;
-      next_.store(0);
-      busy_ = static_cast<int>(workers_.size());
-      ++generation_;
+      if (sleepers_) wake_.notify_all();
     }
-    wake_.notify_all();
-    work();
-    std::unique_lock<std::mutex> lk(m_);
-    done_.wait(lk, [&] { return busy_ == 0; });
-    job_ = nullptr;
+    work(limit);
+    // The chunks still running elsewhere are at most one each: spin, then let them have the CPU.
+    for (int spins = 0; done_.load(std::memory_order_acquire) != n_chunks; ++spins) {
+      if (spins < kSpinsBeforeYield)
+        cpu_relax();
+      else
+        std::this_thread::yield();
+    }
     return true;
   }
 
  private:
-  void work() {
+  static constexpr int kSpinsBeforeYield = 4000;
+  // How long an idle worker polls for the next job before sleeping: a loop's next call is
+  // usually sooner, and a sleeping worker's wake-up costs tens of microseconds.
+  static constexpr std::chrono::microseconds kIdleSpin{50};
+
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::this_thread::yield();
+#endif
+  }
+
+  // Claims and runs chunks of the job `limit` names until it has none left.
+  void work(uint64_t limit) {
+    const uint64_t gen = limit >> 32, n = limit & 0xffffffffu;
     for (;;) {
-      const int64_t c = next_.fetch_add(1);
-      if (c >= n_chunks_) return;
-      (*job_)(c);
+      uint64_t s = claim_.load(std::memory_order_relaxed);
+      do {
+        if ((s >> 32) != gen || (s & 0xffffffffu) >= n) return;
+      } while (!claim_.compare_exchange_weak(s, s + 1, std::memory_order_acquire, std::memory_order_relaxed));
+      (*job_.load(std::memory_order_relaxed))(static_cast<int64_t>(s & 0xffffffffu));
+      done_.fetch_add(1, std::memory_order_release);
     }
   }
 
   void worker_loop(uint64_t seen) {
     for (;;) {
-      {
-        std::unique_lock<std::mutex> lk(m_);
-        wake_.wait(lk, [&] { return quit_ || generation_ != seen; });
-        if (quit_) return;
-        seen = generation_;
+      uint64_t limit = limit_.load(std::memory_order_acquire);
+      const auto spin_until = std::chrono::steady_clock::now() + kIdleSpin;
+      for (int i = 1; (limit >> 32) == seen && !quit_.load(std::memory_order_relaxed); ++i) {
+        cpu_relax();
+        limit = limit_.load(std::memory_order_acquire);
+        if (i % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
       }
-      work();
-      std::lock_guard<std::mutex> lk(m_);
-      if (--busy_ == 0) done_.notify_one();
+      if ((limit >> 32) == seen) {
+        std::unique_lock<std::mutex> lk(m_);
+        ++sleepers_;
+        wake_.wait(lk, [&] {
+          return quit_.load(std::memory_order_relaxed) || (limit_.load(std::memory_order_acquire) >> 32) != seen;
+        });
+        --sleepers_;
+        limit = limit_.load(std::memory_order_acquire);
+      }
+      if (quit_.load(std::memory_order_relaxed)) return;
+      seen = limit >> 32;
+      work(limit);
     }
   }
 
@@ -122,12 +165,9 @@ class Pool {
   void ensure_workers(int want) {
     if (want == requested_) return;
     stop();
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      quit_ = false;
-    }
+    quit_.store(false);
     requested_ = want;
-    const uint64_t gen = generation_;  // no worker runs: no lock needed to read it
+    const uint64_t gen = limit_.load() >> 32;  // no job runs (we hold job_mutex_)
     try {
       workers_.reserve(static_cast<size_t>(want));
       for (int i = 0; i < want; ++i) workers_.emplace_back([this, gen] { worker_loop(gen); });
@@ -139,7 +179,7 @@ class Pool {
   void stop() {
     {
       std::lock_guard<std::mutex> lk(m_);
-      quit_ = true;
+      quit_.store(true);
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
@@ -147,16 +187,16 @@ class Pool {
   }
 
   std::mutex job_mutex_;  // one job at a time
-  std::mutex m_;
-  std::condition_variable wake_, done_;
+  std::mutex m_;          // guards sleepers_ and the sleeping on wake_
+  std::condition_variable wake_;
   std::vector<std::thread> workers_;
   int requested_ = 0;
-  const std::function<void(int64_t)>* job_ = nullptr;
-  int64_t n_chunks_ = 0;
-  std::atomic<int64_t> next_{0};
-  int busy_ = 0;
-  uint64_t generation_ = 0;
-  bool quit_ = false;
+  int sleepers_ = 0;
+  uint64_t generation_ = 0;  // the last job's (its low 32 bits go into the claim words)
+  std::atomic<const std::function<void(int64_t)>*> job_{nullptr};
+  std::atomic<uint64_t> limit_{0}, claim_{0};
+  std::atomic<int64_t> done_{0};
+  std::atomic<bool> quit_{false};
 };
 
 std::atomic<Pool*> g_pool{nullptr};
@@ -195,29 +235,46 @@ int64_t grain_for(int64_t work_per_item, int64_t target_work) {
   return std::max<int64_t>(1, target_work / std::max<int64_t>(1, work_per_item));
 }
 
+namespace {
+
+// How [0, n) is cut: into ceil(n / grain) chunks (so none exceeds the grain), a small count rounded
+// up to a multiple of 4 (so 2 or 4 threads share it evenly), all of one size but the last.
+// Depends on n and the grain only, never on the thread count.
+struct Chunking {
+  int64_t size, count;
+  Chunking(int64_t n, int64_t grain) {
+    grain = std::max<int64_t>(1, grain);
+    count = (n + grain - 1) / grain;
+    if (count > 1 && count < 64) count = std::min(n, (count + 3) / 4 * 4);
+    size = (n + count - 1) / count;
+    count = (n + size - 1) / size;
+  }
+};
+
+}  // namespace
+
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  grain = std::max<int64_t>(1, grain);
-  const int64_t n_chunks = (n + grain - 1) / grain;
-  if (n_chunks == 1) {
+  const Chunking c(n, grain);
+  if (c.count == 1) {
     fn(0, n);
     return;
   }
-  run_chunks(n_chunks, [&](int64_t c) { fn(c * grain, std::min(n, (c + 1) * grain)); });
+  run_chunks(c.count, [&](int64_t i) { fn(i * c.size, std::min(n, (i + 1) * c.size)); });
 }
 
 void parallel_reduce(int64_t n, int64_t grain, int k, const std::function<void(int64_t, int64_t, double*)>& fn,
                      double* out) {
   std::fill(out, out + k, 0.0);
   if (n <= 0) return;
-  grain = std::max<int64_t>(1, grain);
-  const int64_t n_chunks = (n + grain - 1) / grain;
-  if (n_chunks == 1) {
+  const Chunking ch(n, grain);
+  if (ch.count == 1) {
     fn(0, n, out);
     return;
   }
+  const int64_t n_chunks = ch.count;
   std::vector<double> partial(static_cast<size_t>(n_chunks * k), 0.0);
-  run_chunks(n_chunks, [&](int64_t c) { fn(c * grain, std::min(n, (c + 1) * grain), partial.data() + c * k); });
+  run_chunks(n_chunks, [&](int64_t c) { fn(c * ch.size, std::min(n, (c + 1) * ch.size), partial.data() + c * k); });
   for (int64_t c = 0; c < n_chunks; ++c)
     for (int j = 0; j < k; ++j) out[j] += partial[static_cast<size_t>(c * k + j)];
 }

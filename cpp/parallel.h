@@ -1,9 +1,11 @@
 // A small thread pool of our own (no OpenMP runtime to clash with torch's or numpy's).
 //
-// Work is cut into chunks whose boundaries depend only on the problem size and the grain the
-// caller gives, never on the thread count, and reductions add the chunks' partial sums in
-// chunk order: results are bit-identical for any number of threads. Work that fits in one
-// chunk runs inline on the calling thread and never touches the pool. If another call
+// Work is cut into chunks of at most the grain the caller gives, of equal sizes (a count that
+// 2 or 4 threads share evenly), whose boundaries depend only on the problem size and the
+// grain, never on the thread count; reductions add the chunks' partial sums in chunk order:
+// results are bit-identical for any number of threads. Work that fits in one chunk runs
+// inline on the calling thread and never touches the pool. The caller works too and never
+// waits for a worker that has not started (a late wake-up costs it nothing). If another call
 // already holds the pool (several Python threads), the caller runs its chunks itself.
 // Threads that cannot be created (process or memory limits) leave their chunks to the others
 // (one line on stderr says so, once); a child of fork() starts a pool of its own.

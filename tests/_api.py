@@ -23,7 +23,8 @@ from _oracle import torch_forward
 
 import logitops as lo
 
-SETTINGS = ("isa", "set_num_threads", "get_num_threads")
+SETTINGS = ("isa", "set_num_threads", "get_num_threads", "set_result_cache_limit", "get_result_cache_limit",
+            "empty_result_cache", "result_cache_info")
 # Mergeable partial results of the losses (tested in test_partials.py): helpers taking a loss
 # function, not functions of a family, so the walks leave them out.
 PARTIALS = ("loss_partials", "loss_divisor", "combine_partials")

@@ -18,6 +18,7 @@
 #include "gil.h"
 #include "kernels/loss_op.h"
 #include "parallel.h"
+#include "result_cache.h"
 
 namespace logitops {
 namespace py = pybind11;
@@ -73,9 +74,34 @@ const T* optional_data(const py::object& obj, int64_t n, const char* name) {
   return p;
 }
 
+// A new C-contiguous result array. From kResultCacheMinBytes on its memory comes from the result
+// cache (result_cache.h) and its base is a capsule that gives the memory back when NumPy frees
+// the array (capsule destructors run with the GIL; the cache takes its own lock). Its contents
+// are not zeroed: the kernels write every element.
+inline void release_result_capsule(PyObject* capsule) {
+  void* p = PyCapsule_GetPointer(capsule, "logitops.result");
+  result_release(p, reinterpret_cast<size_t>(PyCapsule_GetContext(capsule)));
+}
+
+inline py::array new_array_of(const py::dtype& dt, const std::vector<py::ssize_t>& shape) {
+  size_t bytes = static_cast<size_t>(dt.itemsize());
+  for (py::ssize_t s : shape) bytes *= static_cast<size_t>(s);
+  size_t capacity = 0;
+  void* p = bytes >= kResultCacheMinBytes ? result_acquire(bytes, &capacity) : nullptr;
+  if (!p) return py::array(dt, shape);  // small, or the cache is off: NumPy's allocator
+  PyObject* raw = PyCapsule_New(p, "logitops.result", &release_result_capsule);
+  if (!raw) {
+    result_release(p, capacity);
+    throw py::error_already_set();
+  }
+  const py::object owner = py::reinterpret_steal<py::object>(raw);
+  PyCapsule_SetContext(raw, reinterpret_cast<void*>(capacity));
+  return py::array(dt, shape, p, owner);  // (a failure here drops the capsule: memory given back)
+}
+
 template <class T>
 py::array_t<T> new_array(const std::vector<py::ssize_t>& shape) {
-  return py::array_t<T>(shape);
+  return py::reinterpret_steal<py::array_t<T>>(new_array_of(py::dtype::of<T>(), shape).release());
 }
 
 inline int64_t dim(const py::array& a, int i) { return static_cast<int64_t>(a.shape(i)); }

@@ -90,7 +90,7 @@ inline uint16_t* low_out(py::array& a, const std::vector<py::ssize_t>& shape, co
 template <class St>
 py::array new_result(const std::vector<py::ssize_t>& shape, const py::array& like) {
   if constexpr (is_low_v<St>)
-    return py::array(like.dtype(), shape);
+    return new_array_of(like.dtype(), shape);
   else
     return new_array<St>(shape);
 }

@@ -33,6 +33,20 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
+  m.def("set_result_cache_limit", [](size_t bytes) { set_result_cache_limit(bytes); });
+  m.def("get_result_cache_limit", [] { return result_cache_limit(); });
+  m.def("empty_result_cache", [] { empty_result_cache(); });
+  m.def("result_cache_info", [] {
+    const ResultCacheStats s = result_cache_stats();
+    py::dict d;
+    d["limit"] = s.limit;
+    d["bytes"] = s.idle_bytes;
+    d["buffers"] = s.idle_buffers;
+    d["hits"] = s.hits;
+    d["misses"] = s.misses;
+    d["min_bytes"] = kResultCacheMinBytes;
+    return d;
+  });
   register_loss_words(m);
 #define LO_CALL_REGISTER(family) register_##family(m);
   LO_FAMILY_LIST(LO_CALL_REGISTER)

@@ -64,10 +64,45 @@ def get_num_threads() -> int:
     return _core.get_num_threads()
 
 
+def set_result_cache_limit(nbytes: int) -> None:
+    """Bytes of idle result memory kept for reuse (default 256 MiB, or LOGITOPS_RESULT_CACHE at
+    import; 0 turns the cache off). Results from 128 KiB on are allocated by logitops and, once
+    freed, kept for the next call of about their size, which then skips the page faults of
+    fresh memory; lowering the limit frees idle buffers beyond it at once. Memory of arrays in
+    use is never counted or touched."""
+    import numbers
+
+    if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral):
+        raise TypeError(f"nbytes must be an int, got {type(nbytes).__name__}")
+    if nbytes < 0:
+        raise ValueError(f"nbytes must be >= 0, got {nbytes}")
+    _core.set_result_cache_limit(min(int(nbytes), 2**63 - 1))
+
+
+def get_result_cache_limit() -> int:
+    """The result cache's limit in bytes (set_result_cache_limit)."""
+    return _core.get_result_cache_limit()
+
+
+def empty_result_cache() -> None:
+    """Frees every idle buffer of the result cache (arrays in use keep theirs)."""
+    _core.empty_result_cache()
+
+
+def result_cache_info() -> dict[str, int]:
+    """The result cache's state: limit, bytes and buffers kept idle, hits and misses (calls
+    served from it / by new memory), min_bytes (the smallest result it serves)."""
+    return dict(_core.result_cache_info())
+
+
 __all__ = [
     "isa",
     "set_num_threads",
     "get_num_threads",
+    "set_result_cache_limit",
+    "get_result_cache_limit",
+    "empty_result_cache",
+    "result_cache_info",
     "logsumexp",
     "logsumexp_backward",
     "log_softmax",
