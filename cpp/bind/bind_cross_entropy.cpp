@@ -8,6 +8,7 @@
 // "mean", needed before any gradient is scaled), then run the kernel over fixed chunks. A bad
 // target stops the call before anything is written; its sample index is returned.
 #include <atomic>
+#include <cmath>
 #include <limits>
 
 #include "bind/common.h"
@@ -31,14 +32,23 @@ constexpr int64_t kCheckGrain = 65536;  // targets per chunk of the check
 //   bad       the flat index of the first class target outside [0, C) that is not ignore_index,
 //             or -1 (nothing was computed then);
 //   losses    a flat per-sample array for reduction "none", else None;
-//   gradient  shaped like input (`out` when given), or None for the loss op.
+//   gradient  shaped like input (`out` when given), or None for the loss op;
+//   z_sum     with z_loss != 0, the sum of the per-sample z parts z lse^2 (reductions mean/sum;
+//             not in loss_sum), else 0;
+//   z_divisor with z_loss != 0, what the z part's "mean" divides by: the number of non-ignored
+//             samples (gradients already divided by it), else 0.
+// z_loss and softcap (0 = off; softcap rows only, inner == 1): cross_entropy.h, "LLM heads".
 template <bool Nll>
 py::tuple run(int op_code, int reduction_code, const py::array& input, const py::object& target,
               const py::object& probs, const py::object& weight, int64_t outer, int64_t classes, int64_t inner,
               int64_t ignore_index, double label_smoothing, const py::object& grad_output, double grad_value,
-              const py::object& out) {
+              const py::object& out, double z_loss, double softcap) {
   const LossOp op = loss_op(op_code);
   const Reduction reduction = reduction_of(reduction_code);
+  if (Nll && (z_loss != 0.0 || softcap != 0.0)) throw py::value_error("nll_loss: no z_loss or softcap");
+  if (!std::isfinite(z_loss)) throw py::value_error("z_loss must be finite");
+  if (!(softcap >= 0.0) || !std::isfinite(softcap)) throw py::value_error("softcap must be 0 (off) or positive");
+  if (softcap != 0.0 && inner != 1) throw py::value_error("softcap: rows only (inner == 1)");
   return by_float_dtype(input, "input", [&](auto tag) -> py::tuple {
     using T = decltype(tag);
     int64_t samples = 0, n = 0;
@@ -57,6 +67,8 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
     a.inner = inner;
     a.ignore_index = ignore_index;
     a.label_smoothing = Nll ? 0.0 : label_smoothing;
+    a.z_loss = z_loss;
+    a.softcap = softcap;
     const auto& k = kernels<T>();
     a.weight_total = a.weight ? k.class_weight_sum(a.weight, classes) : static_cast<double>(classes);
     a.grad_output = takes_grad_output(op) ? optional_data<T>(grad_output, samples, "grad_output") : nullptr;
@@ -79,12 +91,16 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
     const int64_t unit_work = Nll ? lanes * (computes_grad(op) ? classes + 1 : 1) + 16 : lanes * classes + 16;
     constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
     std::atomic<int64_t> bad{kNone};
-    double divisor = n == 0 ? 0.0 : static_cast<double>(samples), sum = 0.0;
+    const bool zl = z_loss != 0.0;
+    const int parts = zl ? 2 : 1;  // [1]: the z part (cross_entropy.h)
+    double divisor[2] = {n == 0 ? 0.0 : static_cast<double>(samples), 0.0}, sum[2] = {0.0, 0.0};
+    if (zl) divisor[1] = divisor[0];
     {
       ReleaseGil nogil;
       if (a.target) {
+        divisor[1] = 0.0;
         parallel_reduce(
-            samples, kCheckGrain, 1,
+            samples, kCheckGrain, parts,
             [&](int64_t b, int64_t e, double* partial) {
               const int64_t i = k.check_targets(a, b, e, partial);
               if (i < 0) return;
@@ -92,22 +108,25 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
               while (i < cur && !bad.compare_exchange_weak(cur, i)) {
               }
             },
-            &divisor);
+            divisor);
       }
       if (bad.load() == kNone && n == 0) {
         // No logits: nothing to compute, however many samples the shape counts (a zero-size
         // (2**40, 0, 2**20) input has 2**60 of them; looping over them would never end).
         if (a.loss_out) std::fill(a.loss_out, a.loss_out + samples, T(0));
       } else if (bad.load() == kNone) {
-        a.grad_scale = reduction == Reduction::mean ? grad_value / divisor : grad_value;
+        a.grad_scale = reduction == Reduction::mean ? grad_value / divisor[0] : grad_value;
+        a.z_grad_scale = reduction == Reduction::mean ? grad_value / divisor[1] : grad_value;
         const auto fn = Nll ? k.nll_loss : k.cross_entropy;
+        // A softcap costs a tanh per element besides the exp.
+        const int64_t work = softcap != 0.0 ? 2 * unit_work : unit_work;
         parallel_reduce(
-            units, grain_for(unit_work), 1, [&](int64_t b, int64_t e, double* partial) { fn(op, a, b, e, partial); },
-            &sum);
+            units, grain_for(work), parts, [&](int64_t b, int64_t e, double* partial) { fn(op, a, b, e, partial); },
+            sum);
       }
     }
     const int64_t first_bad = bad.load() == kNone ? -1 : bad.load();
-    return py::make_tuple(sum, divisor, first_bad, loss_arr, grad_arr);
+    return py::make_tuple(sum[0], divisor[0], first_bad, loss_arr, grad_arr, sum[1], divisor[1]);
   });
 }
 
@@ -115,7 +134,8 @@ template <bool Nll>
 void def_loss(py::module_& m, const char* name) {
   m.def(name, &run<Nll>, py::arg("op"), py::arg("reduction"), py::arg("input"), py::arg("target"), py::arg("probs"),
         py::arg("weight"), py::arg("outer"), py::arg("classes"), py::arg("inner"), py::arg("ignore_index"),
-        py::arg("label_smoothing"), py::arg("grad_output"), py::arg("grad_value"), py::arg("out"));
+        py::arg("label_smoothing"), py::arg("grad_output"), py::arg("grad_value"), py::arg("out"),
+        py::arg("z_loss") = 0.0, py::arg("softcap") = 0.0);
 }
 
 }  // namespace

@@ -96,6 +96,189 @@ void ce_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* 
   }
 }
 
+// ----------------------------------------------------------------------------- softcap (rows)
+
+// c(x) = s tanh(x / s) and, with Slope, c'(x) = sech^2(x / s). One call uses one of the two
+// forms throughout (the maximum, x_y and pass 2 agree bit for bit, so ties stay ties).
+template <class T>
+struct Softcap {
+  using S = Simd<T>;
+  using V = typename S::V;
+  V s, inv_s;
+  explicit Softcap(double cap) : s(S::set(static_cast<T>(cap))), inv_s(S::set(static_cast<T>(1.0 / cap))) {}
+  template <bool Slope>
+  LO_INLINE V apply(V x, V& slope) const {
+    if constexpr (Slope) {
+      V t;
+      vtanh_sech2<T>(x * inv_s, t, slope);
+      return s * t;
+    } else {
+      slope = S::zero();
+      return s * vtanh<T>(x * inv_s);
+    }
+  }
+  // One element through the vector path.
+  template <bool Slope>
+  T one(T x, T* slope) const {
+    T c[S::W], sl[S::W];
+    V vs;
+    S::store(c, apply<Slope>(S::set(x), vs));
+    S::store(sl, vs);
+    *slope = sl[0];
+    return c[0];
+  }
+};
+
+template <class T>
+T first_lane(typename Simd<T>::V v) {
+  T b[Simd<T>::W];
+  Simd<T>::store(b, v);
+  return b[0];
+}
+
+// Pass 2 over a capped row (row_others' definition of `others` over c(x)): m is c(max x), jmax
+// the index of the first raw maximum (also a capped one). With Md::dot also sum_j a_j d_j and
+// S; with StoreE, E[j] = exp(d_j) c'(x_j) (E may alias x).
+template <class T, class Md, bool Slope, bool StoreE>
+double capped_others(const Softcap<T>& cap, const T* x, const T* w, const T* t, int64_t n, T m, int64_t jmax,
+                     const Params<T>& pr, T* E, double* dot, double* asum, const T* next) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int64_t W = S::W;
+  if (!next) next = x;
+  const V mv = S::set(m), al = S::set(pr.alpha), be = S::set(pr.beta);
+  const V unscale = S::set(exp_unscale<T>());
+  T lane[W];
+  for (int64_t l = 0; l < W; ++l) lane[l] = static_cast<T>(l);
+  const V lanes = S::load(lane);
+  auto acc = S::acc_zero(), acc_d = S::acc_zero(), acc_s = S::acc_zero();
+  vec_loop<T>(n, [&](int64_t i, auto r) {
+    __builtin_prefetch(next + i, 0, 3);
+    V slope;
+    const V c = cap.template apply<Slope>(load_n<T>(x + i, r, T(0)), slope);
+    V e = keep_lanes<T>(shifted_exp<T>(c, mv), r);  // scaled by 2^k
+    if (static_cast<uint64_t>(jmax - i) < static_cast<uint64_t>(W))
+      e = S::select(S::eq(lanes, S::set(static_cast<T>(jmax - i))), S::zero(), e);
+    if constexpr (StoreE) store_n<T>(E + i, r, (e * unscale) * slope);
+    S::acc_add(acc, e);
+    if constexpr (Md::dot) {
+      const V wv = Md::weighted ? load_n<T>(w + i, r, T(0)) : S::zero();
+      const V tv = Md::prob ? load_n<T>(t + i, r, T(0)) : S::zero();
+      const V av = keep_lanes<T>(class_coef<Md, T>(wv, tv, al, be), r);
+      S::acc_add(acc_d, weighted_shift<T>(av, shifted<T>(c, mv)));
+      if (Md::prob) S::acc_add(acc_s, av);
+    }
+  });
+  if constexpr (Md::dot) {
+    *dot = S::acc_sum(acc_d);
+    *asum = S::acc_sum(acc_s);
+  }
+  // The first maximum's exp(0) = 1 was left out: others = Z - 1 (ties add 1 each).
+  return S::acc_sum(acc) * static_cast<double>(exp_unscale<T>());
+}
+
+// ce_rows with a softcap (cross_entropy.h, "LLM heads"). Slope: the call writes an input
+// gradient, so every capped value comes from vtanh_sech2 (the loss-only call uses vtanh).
+template <class T, class Md, bool Slope>
+void ce_rows_capped_impl(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const int64_t C = a.classes;
+  const bool grad = Slope;
+  const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
+  const Params<T> pr = params(a);
+  const V al = S::set(pr.alpha), be = S::set(pr.beta);
+  const V unscale = S::set(exp_unscale<T>());
+  const Softcap<T> cap(a.softcap);
+  const int64_t G = row_group(C, sizeof(T));
+  Group<T> g;
+  T slope_y[K], e_y[K];
+  for (int64_t r0 = begin; r0 < end; r0 += G) {
+    g.count = std::min(G, end - r0);
+    g.s0 = r0;
+    for (int64_t k = 0; k < g.count; ++k) {
+      const int64_t r = r0 + k;
+      const T* xr = a.input + r * C;
+      g.others[k] = g.dot[k] = g.asum[k] = 0.0;
+      g.m[k] = g.xy[k] = T(0);
+      slope_y[k] = e_y[k] = T(0);
+      g.y[k] = Md::prob ? 0 : read_target(a, r);
+      g.valid[k] = Md::prob || counts_target(a, g.y[k]);
+      if (!g.valid[k]) continue;
+      const T mraw = row_max(xr, C);
+      T unused;
+      const T m = cap.template one<Slope>(mraw, &unused);
+      g.m[k] = m;
+      if (!Md::prob) {
+        g.xy[k] = cap.template one<Slope>(xr[g.y[k]], &slope_y[k]);
+        e_y[k] = first_lane<T>(shifted_exp<T>(S::set(g.xy[k]), S::set(m)) * unscale);
+      }
+      const T* t = Md::prob ? a.probs + r * C : nullptr;
+      const T* next = r + 1 < a.outer ? xr + C : nullptr;
+      const int64_t jmax = first_equal(xr, C, mraw);
+      if (grad && !Md::dot)
+        g.others[k] = capped_others<T, Md, Slope, true>(cap, xr, a.weight, t, C, m, jmax, pr, a.grad_out + r * C,
+                                                        &g.dot[k], &g.asum[k], next);
+      else
+        g.others[k] = capped_others<T, Md, Slope, false>(cap, xr, a.weight, t, C, m, jmax, pr, nullptr, &g.dot[k],
+                                                         &g.asum[k], next);
+    }
+    finalize<T, Md>(op, a, pr, g, want_loss, loss_sum);
+    if (grad) {
+      for (int64_t k = 0; k < g.count; ++k) {
+        const int64_t r = r0 + k;
+        T* o = a.grad_out + r * C;
+        if (!g.valid[k]) {
+          std::fill(o, o + C, T(0));
+          continue;
+        }
+        const V coef = S::set(g.coef[k]), sub = S::set(g.sub[k]);
+        if constexpr (!Md::dot) {
+          vec_loop<T>(C, [&](int64_t j, auto rr) { store_n<T>(o + j, rr, load_n<T>(o + j, rr, T(0)) * coef); });
+        } else {
+          // exp(d_j) and c'(x_j) again from the input (read before written when o is x).
+          const T* xr = a.input + r * C;
+          const T* t = Md::prob ? a.probs + r * C : nullptr;
+          const V mv = S::set(g.m[k]);
+          vec_loop<T>(C, [&](int64_t j, auto rr) {
+            V slope;
+            const V c = cap.template apply<true>(load_n<T>(xr + j, rr, T(0)), slope);
+            const V e = shifted_exp<T>(c, mv) * unscale;
+            const V wv = Md::weighted ? load_n<T>(a.weight + j, rr, T(0)) : S::zero();
+            const V tv = Md::prob ? load_n<T>(t + j, rr, T(0)) : S::zero();
+            store_n<T>(o + j, rr, (e * coef - sub * class_coef<Md, T>(wv, tv, al, be)) * slope);
+          });
+        }
+        if (!Md::prob)
+          o[g.y[k]] = static_cast<T>(static_cast<double>(target_grad<T, Md>(a, g, k, static_cast<double>(e_y[k]))) *
+                                     static_cast<double>(slope_y[k]));
+      }
+    }
+    if (op == LossOp::grad_target) {
+      for (int64_t k = 0; k < g.count; ++k) {
+        const int64_t r = r0 + k;
+        const T* xr = a.input + r * C;
+        T* o = a.grad_out + r * C;
+        const V mv = S::set(g.m[k]), Lv = S::set(g.Lt[k]), cv = S::set(g.coef[k]);
+        vec_loop<T>(C, [&](int64_t j, auto rr) {
+          V unused;
+          const V c = cap.template apply<false>(load_n<T>(xr + j, rr, T(0)), unused);
+          const V wv = Md::weighted ? load_n<T>(a.weight + j, rr, T(0)) : S::set(T(1));
+          store_n<T>(o + j, rr, (cv * wv) * (Lv - shifted<T>(c, mv)));
+        });
+      }
+    }
+  }
+}
+
+template <class T, class Md>
+void ce_rows_capped(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  if (op == LossOp::grad_input || op == LossOp::loss_and_grad)
+    ce_rows_capped_impl<T, Md, true>(op, a, begin, end, loss_sum);
+  else
+    ce_rows_capped_impl<T, Md, false>(op, a, begin, end, loss_sum);
+}
+
 // ----------------------------------------------------------------------------- lanes (inner > 1)
 
 // The lanes of one unit: x points at class 0 of lane 0; element (c, l) is x[c * inner + l].
@@ -266,7 +449,9 @@ template <class T>
 void cross_entropy_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   with_mode(a, [&](auto md) {
     using Md = decltype(md);
-    if (a.inner == 1)
+    if (a.inner == 1 && a.softcap > 0.0)
+      ce_rows_capped<T, Md>(op, a, begin, end, loss_sum);
+    else if (a.inner == 1)
       ce_rows<T, Md>(op, a, begin, end, loss_sum);
     else
       ce_lanes<T, Md>(op, a, begin, end, loss_sum);
@@ -314,7 +499,7 @@ void nll_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double
 template <class T>
 int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum) {
   double s = 0.0;
-  int64_t bad = -1;
+  int64_t bad = -1, counted = 0;
   for (int64_t i = begin; i < end; ++i) {
     const int64_t y = read_target(a, i);
     if (y == a.ignore_index) continue;
@@ -323,8 +508,10 @@ int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* we
       break;
     }
     s += a.weight ? static_cast<double>(a.weight[y]) : 1.0;
+    ++counted;
   }
   *weight_sum += s;
+  if (a.z_loss != 0.0) weight_sum[1] += static_cast<double>(counted);
   return bad;
 }
 

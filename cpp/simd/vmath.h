@@ -15,6 +15,10 @@
 //             special values but NaN).
 //   vlog(x)   <= 2 ulp for positive normal and subnormal x; log(0) = -inf, x < 0 -> NaN,
 //             +inf -> +inf, NaN -> NaN.
+//   vtanh(u)  <= 2 ulp everywhere; tanh(+-0) = +-0, +-inf -> +-1, NaN -> NaN.
+//   vtanh_sech2(u, t, s2)  t as vtanh (<= 2.5 ulp: one rounding more) and s2 = 1 - tanh(u)^2
+//             = sech(u)^2 <= 4 ulp where normal, without the cancellation of 1 - t*t (the
+//             softcap's chain factor); s2 = 4 exp(-2|u|) rounded once where it is subnormal.
 //
 // exp: x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2 so n*ln2_hi is exact),
 // exp(r) by its Taylor polynomial (degree 7 for float, 13 for double: truncation below
@@ -146,6 +150,72 @@ LO_INLINE typename Simd<T>::V vexp_nonpos(typename Simd<T>::V d) {
   V r = S::fma(n, S::set(-C::ln2_hi), dc);
   r = S::fma(n, S::set(-C::ln2_lo), r);
   return (exp_small_poly<T>(r) * S::low_bits_to_exponent(t)) * S::set(std::ldexp(T(1), -kShift));
+}
+
+// tanh from e^-2|u|: with em1 = expm1(-2|u|) in (-1, 0] and den = 2 + em1,
+//   |tanh u| = -em1 / den,   1 - |tanh u| = 2 e / den,   1 + |tanh u| = 2 / den,
+//   sech^2 u = 4 e / den^2,  e = exp(-2|u|) = 1 + em1,
+// so nothing cancels: em1 is formed as 2^n expm1(r) + (2^n - 1) from the reduced argument r
+// (expm1(r) by its Taylor polynomial without the constant: degree 8 float, 14 double, truncation
+// below 0.02 ulp), and e as 2^n (1 + expm1(r)) in two halves like vexp (subnormal e rounded once).
+template <class T>
+LO_INLINE typename Simd<T>::V expm1_reduced_poly(typename Simd<T>::V r) {
+  using S = Simd<T>;
+  constexpr int degree = std::is_same_v<T, float> ? 8 : 14;
+  T inv_fact[degree + 1];
+  inv_fact[0] = T(1);
+  for (int k = 1; k <= degree; ++k) inv_fact[k] = inv_fact[k - 1] / T(k);
+  typename S::V p = S::set(inv_fact[degree]);
+  for (int k = degree - 1; k >= 2; --k) p = S::fma(p, r, S::set(inv_fact[k]));
+  return S::fma(p, r * r, r);  // r + r^2 (1/2 + r/6 + ...)
+}
+
+// em1 = expm1(-2|u|) and, when WithE, e = exp(-2|u|).
+template <class T, bool WithE>
+LO_INLINE void tanh_exps(typename Simd<T>::V u, typename Simd<T>::V& em1, typename Simd<T>::V& e) {
+  using S = Simd<T>;
+  using C = MathConst<T>;
+  using V = typename S::V;
+  // Clamped where e is 0 and em1 is -1 anyway; the bound goes first so a NaN u survives.
+  const V x = S::max(S::set(C::exp_lo), S::set(T(-2)) * S::abs(u));
+  V n;
+  const V p = expm1_reduced_poly<T>(exp_reduce<T>(x, n));
+  // Below 2^-(mant_bits + 3), 2^n - 1 rounds to -1 and 2^n p vanishes: cap n where 2^n is normal.
+  const V scale = S::pow2i(S::max(n, S::set(T(-(C::mant_bits + 3)))));
+  em1 = S::fma(scale, p, scale - S::set(T(1)));
+  if constexpr (WithE) {
+    const V n1 = S::round_int(n * S::set(T(0.5)) - S::set(T(0.25)));  // floor(n/2)
+    e = ((p + S::set(T(1))) * S::pow2i(n1)) * S::pow2i(n - n1);
+  }
+}
+
+// Keeps u's sign on |tanh u| (and +-0, NaN as they are).
+template <class T>
+LO_INLINE typename Simd<T>::V with_sign_of(typename Simd<T>::V u, typename Simd<T>::V a) {
+  using S = Simd<T>;
+  const typename S::V t = S::select(S::lt(u, S::zero()), -a, a);
+  return S::select(S::eq(u, S::zero()), u, t);
+}
+
+template <class T>
+LO_INLINE typename Simd<T>::V vtanh(typename Simd<T>::V u) {
+  using S = Simd<T>;
+  typename S::V em1, unused;
+  tanh_exps<T, false>(u, em1, unused);
+  return with_sign_of<T>(u, -em1 / (S::set(T(2)) + em1));
+}
+
+// tanh(u) and sech(u)^2 = 1 - tanh(u)^2 with one division: q = 2 / den, |t| = (-em1 / 2) q,
+// s2 = (e q) q.
+template <class T>
+LO_INLINE void vtanh_sech2(typename Simd<T>::V u, typename Simd<T>::V& t, typename Simd<T>::V& s2) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  V em1, e;
+  tanh_exps<T, true>(u, em1, e);
+  const V q = S::set(T(2)) / (S::set(T(2)) + em1);
+  t = with_sign_of<T>(u, (em1 * S::set(T(-0.5))) * q);
+  s2 = (e * q) * q;
 }
 
 // log(1 + f) + k*ln2 + c for f = m - 1, m in [sqrt(1/2), sqrt(2)), given s = f / (2 + f);

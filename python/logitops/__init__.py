@@ -17,9 +17,10 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "Install it with `pip install .` from the source tree."
     ) from exc
 
-from . import _binary, _cross_entropy, _modules
+from . import _binary, _cross_entropy, _linear_cross_entropy, _modules
 from ._binary import *  # noqa: F401,F403  (its __all__)
 from ._cross_entropy import *  # noqa: F401,F403  (its __all__)
+from ._linear_cross_entropy import *  # noqa: F401,F403  (its __all__)
 from ._modules import *  # noqa: F401,F403  (its __all__: the loss objects)
 from ._primitives import (
     log_sigmoid,
@@ -76,5 +77,6 @@ __all__ = [
     "sigmoid_backward",
     *_binary.__all__,
     *_cross_entropy.__all__,
+    *_linear_cross_entropy.__all__,
     *_modules.__all__,
 ]

@@ -20,6 +20,14 @@ tests/test_cross_entropy.py (TestDeviations):
 6. Ignored samples (target == ignore_index) get a gradient of exactly 0, even when their logits
    hold NaN (torch: nan).
 
+LLM heads (SPEC.md): keyword-only `z_loss` (Liger-Kernel's lse_square_scale: z lse^2 per
+non-ignored sample, unweighted; "mean" divides that part by the number of non-ignored samples)
+and `softcap` (every logit x becomes s tanh(x / s) first). torch has neither: the tests prove
+them against a float64 NumPy reference. With label smoothing or probability targets, z_loss is
+still z lse^2 of each sample's (capped) logits: neither the smoothing nor the targets enter it.
+A softcap on an input with spatial dimensions (N, C, d1, ...) moves the class axis last first
+(one transposing copy: the capped kernel walks rows).
+
 Not deviations but digits: the loss of a confident correct prediction is log1p(sum_{j != y}
 exp(x_j - x_y)) to within a few ulp (torch returns 0 or a rounding error), and the gradient at
 the target class, p_y - 1, is formed without cancellation.
@@ -27,8 +35,10 @@ the target class, p_y - 1, is formed without cancellation.
 
 from __future__ import annotations
 
+import math
 import numbers
 from math import prod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,7 +51,6 @@ from ._checks import (
     OP_LOSS,
     OP_LOSS_AND_GRAD,
     REDUCTION_CODES,
-    LossKernel,
     check_out,
     check_reduction,
     contiguous,
@@ -62,6 +71,8 @@ __all__ = [
 ]
 
 _REDUCTION = REDUCTION_CODES
+# The multiclass bindings: (loss_sum, divisor, bad, losses, gradient, z_sum, z_divisor).
+CeKernel = Callable[..., "tuple[float, float, int, np.ndarray | None, np.ndarray | None, float, float]"]
 _I64 = np.dtype(np.int64)
 _U64 = np.dtype(np.uint64)
 _F64 = np.dtype(np.float64)
@@ -212,22 +223,67 @@ def _check_label_smoothing(label_smoothing: Any) -> float:
     return ls
 
 
-def _run(kernel: LossKernel, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
-         grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, np.ndarray | None]:
+def _check_z_loss(z_loss: Any) -> float:
+    if type(z_loss) is not float:
+        if isinstance(z_loss, (bool, np.bool_)) or not isinstance(z_loss, (numbers.Real, np.floating, np.integer)):
+            raise TypeError(f"z_loss must be a float, got {type(z_loss).__name__}")
+        z_loss = float(z_loss)
+    if not math.isfinite(z_loss):
+        raise ValueError(f"z_loss must be a finite number, got {z_loss}")
+    return z_loss
+
+
+def _check_softcap(softcap: Any) -> float:
+    """The binding's softcap: s > 0, or 0.0 for None (off)."""
+    if softcap is None:
+        return 0.0
+    if isinstance(softcap, (bool, np.bool_)) or not isinstance(softcap, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"softcap must be a positive float or None, got {type(softcap).__name__}")
+    s = float(softcap)
+    if not (s > 0.0 and math.isfinite(s)):
+        raise ValueError(f"softcap must be a positive finite number or None, got {softcap}")
+    return s
+
+
+def _rows_for_softcap(p: _Prepared) -> None:
+    """The capped kernel walks rows: (N, C, d...) input moved to (N, d..., C) (one copy)."""
+    if p.inner == 1:
+        return
+    p.input = np.ascontiguousarray(np.moveaxis(p.input, 1, -1))
+    if p.probs is not None:
+        p.probs = np.ascontiguousarray(np.moveaxis(p.probs, 1, -1))
+    p.outer, p.inner = p.outer * p.inner, 1
+    p.channels_last = True
+
+
+def _mean_part(total: float, divisor: float) -> float:
+    """reduce_loss's mean as a Python float (nan for 0/0, a signed inf for x/0)."""
+    return float(reduce_loss(total, divisor, "mean", _F64))
+
+
+def _run(kernel: CeKernel, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
+         grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None,
+         z_loss: float = 0.0, softcap: float = 0.0) -> tuple[Any, np.ndarray | None]:
     """(loss: reduced per `reduction`, or None for a gradient op; gradient or None)."""
-    total, divisor, bad, losses, grad = kernel(op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight,
-                                               p.outer, p.classes, p.inner, ignore_index, label_smoothing,
-                                               grad_output, grad_value, out)
+    total, divisor, bad, losses, grad, z_total, z_divisor = kernel(
+        op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner, ignore_index,
+        label_smoothing, grad_output, grad_value, out, z_loss, softcap)
     if bad >= 0:
         assert p.target is not None
         raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
     loss = None
     if op == OP_LOSS or op == OP_LOSS_AND_GRAD:
-        if divisor and reduction == "mean":  # the usual call, without reduce_loss's call
-            loss = p.dtype.type(total / divisor)
-        elif reduction == "none":
+        if reduction == "none":
             assert losses is not None  # stored for "none"
             loss = losses.reshape(p.sample_shape)
+        elif z_loss:
+            # Two parts, each with its own divisor (SPEC: the z part's mean is over the samples).
+            if reduction == "sum":
+                loss = p.dtype.type(total + z_total)
+            else:
+                loss = p.dtype.type(_mean_part(total, divisor) + _mean_part(z_total, z_divisor))
+        elif divisor and reduction == "mean":  # the usual call, without reduce_loss's call
+            loss = p.dtype.type(total / divisor)
         else:
             loss = reduce_loss(total, divisor, reduction, p.dtype)
     if grad is not None and p.channels_last:
@@ -268,9 +324,12 @@ def _grad_dtype(grad_output: Any, reduction: str) -> Any:
 
 def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
                   size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+                  reduction: str = "mean", label_smoothing: float = 0.0, *, z_loss: float = 0.0,
+                  softcap: float | None = None) -> Any:
     """Cross-entropy between the logits `input` and class indices or probabilities `target`
-    (F.cross_entropy), without forming log_softmax; exact for confident predictions."""
+    (F.cross_entropy), without forming log_softmax; exact for confident predictions. `z_loss`
+    adds z_loss * logsumexp**2 per non-ignored sample; `softcap` s replaces every logit x by
+    s * tanh(x / s) first (both as Liger-Kernel's cross-entropy)."""
     if size_average is not None or reduce is not None:
         reduction = legacy_reduction(size_average, reduce)
     if reduction.__class__ is not str or reduction not in _REDUCTION:
@@ -278,14 +337,18 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | No
     ls = label_smoothing
     if ls.__class__ is not float or not 0.0 <= ls <= 1.0:
         ls = _check_label_smoothing(label_smoothing)
-    p = _prepare(input, target, weight, ignore_index, False)
-    return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction)[0]
+    z = z_loss if z_loss.__class__ is float and z_loss == 0.0 else _check_z_loss(z_loss)
+    cap = 0.0 if softcap is None else _check_softcap(softcap)
+    p = _prepare(input, target, weight, ignore_index, False, rows_ok=True)
+    if cap:
+        _rows_for_softcap(p)
+    return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction, z_loss=z, softcap=cap)[0]
 
 
 def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
                            size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
-                           reduction: str = "mean", label_smoothing: float = 0.0, *,
-                           wrt: str = "input") -> np.ndarray:
+                           reduction: str = "mean", label_smoothing: float = 0.0, *, z_loss: float = 0.0,
+                           softcap: float | None = None, wrt: str = "input") -> np.ndarray:
     """Gradient of cross_entropy with respect to input (softmax-shaped: g [(A + B W) p - A onehot
     - B w] for class targets, g (S p - w q) for probabilities) or, with wrt="target", to
     probability targets (-g (1 - label_smoothing) w log_softmax(input))."""
@@ -295,12 +358,16 @@ def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarr
     ls = _check_label_smoothing(label_smoothing)
     if wrt not in ("input", "target"):
         raise ValueError(f"wrt must be 'input' or 'target', got {wrt!r}")
+    z = _check_z_loss(z_loss)
+    cap = _check_softcap(softcap)
     p = _prepare(input, target, weight, ignore_index, False, _grad_dtype(grad_output, reduction))
     if wrt == "target" and p.probs is None:
         raise ValueError("wrt='target' needs probability targets (class indices have no gradient)")
     g, gv = _grad_output(grad_output, p, reduction)
+    if cap:
+        _rows_for_softcap(p)  # grad_output is laid out per sample: (N, d...) both ways
     op = OP_GRAD_INPUT if wrt == "input" else OP_GRAD_TARGET
-    grad = _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv)[1]
+    grad = _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv, z_loss=z, softcap=cap)[1]
     assert grad is not None  # a gradient op returns one
     return grad
 
@@ -308,19 +375,33 @@ def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarr
 def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
                                  size_average: bool | None = None, ignore_index: int = -100,
                                  reduce: bool | None = None, reduction: str = "mean", label_smoothing: float = 0.0,
-                                 *, out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+                                 *, z_loss: float = 0.0, softcap: float | None = None,
+                                 out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
     """(cross_entropy, its gradient with respect to input) in one pass over the logits, one exp
-    per element. `out` receives the gradient and may be `input` itself (the logits are
-    overwritten: no second N x C buffer)."""
+    per element (and one tanh with `softcap`). `out` receives the gradient and may be `input`
+    itself (the logits are overwritten: no second N x C buffer)."""
     if size_average is not None or reduce is not None:
         reduction = legacy_reduction(size_average, reduce)
     if reduction.__class__ is not str or reduction not in _REDUCTION:
         check_reduction(reduction)
     ls = _check_label_smoothing(label_smoothing)
+    z = z_loss if z_loss.__class__ is float and z_loss == 0.0 else _check_z_loss(z_loss)
+    cap = 0.0 if softcap is None else _check_softcap(softcap)
     p = _prepare(input, target, weight, ignore_index, False, rows_ok=out is None)
     out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
                     (("target", p.target), ("target", p.probs), ("weight", p.weight)))
-    loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
+    if cap and p.inner != 1:
+        # Rows of the moved copy, then the gradient back into out's (N, C, d...) layout.
+        _rows_for_softcap(p)
+        loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, z_loss=z,
+                          softcap=cap)
+        assert grad is not None
+        if out is not None:
+            out[...] = grad
+            grad = out
+        return loss, grad
+    loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out, z_loss=z,
+                      softcap=cap)
     assert grad is not None  # the fused op returns one
     return loss, grad
 
