@@ -106,8 +106,19 @@ def torch_function(base: str, kw: dict) -> tuple[Callable, list[str]]:
         return f, ["x"]
     if base in TORCH_ELEMENTWISE:
         return TORCH_ELEMENTWISE[base], ["x"]
-    names = ["input", "target"] + [n for n in ("weight", "pos_weight") if kw.get(n) is not None]
     red = kw.get("reduction", "mean")
+    if base == "linear_cross_entropy":
+        lnames = ["input", "linear_weight", "target"] + [n for n in ("linear_bias", "weight") if kw.get(n) is not None]
+        has_b = kw.get("linear_bias") is not None
+
+        def lf(i, lw, t, *rest):
+            b = rest[0] if has_b else None
+            w = rest[-1] if kw.get("weight") is not None else None
+            return F.linear_cross_entropy(i, lw, t, linear_bias=b, weight=w, reduction=red,
+                                          ignore_index=kw.get("ignore_index"),
+                                          label_smoothing=kw.get("label_smoothing", 0.0))
+        return lf, lnames
+    names = ["input", "target"] + [n for n in ("weight", "pos_weight") if kw.get(n) is not None]
     if base == "binary_cross_entropy":
         def f(i, t, w=None):
             return F.binary_cross_entropy(i, t, weight=w, reduction=red)

@@ -157,9 +157,9 @@ double capped_others(const Softcap<T>& cap, const T* x, const T* w, const T* t, 
     V slope;
     const V c = cap.template apply<Slope>(load_n<T>(x + i, r, T(0)), slope);
     V e = keep_lanes<T>(shifted_exp<T>(c, mv), r);  // scaled by 2^k
+    if constexpr (StoreE) store_n<T>(E + i, r, (e * unscale) * slope);
     if (static_cast<uint64_t>(jmax - i) < static_cast<uint64_t>(W))
       e = S::select(S::eq(lanes, S::set(static_cast<T>(jmax - i))), S::zero(), e);
-    if constexpr (StoreE) store_n<T>(E + i, r, (e * unscale) * slope);
     S::acc_add(acc, e);
     if constexpr (Md::dot) {
       const V wv = Md::weighted ? load_n<T>(w + i, r, T(0)) : S::zero();

@@ -15,10 +15,9 @@
 //             special values but NaN).
 //   vlog(x)   <= 2 ulp for positive normal and subnormal x; log(0) = -inf, x < 0 -> NaN,
 //             +inf -> +inf, NaN -> NaN.
-//   vtanh(u)  <= 2 ulp everywhere; tanh(+-0) = +-0, +-inf -> +-1, NaN -> NaN.
-//   vtanh_sech2(u, t, s2)  t as vtanh (<= 2.5 ulp: one rounding more) and s2 = 1 - tanh(u)^2
-//             = sech(u)^2 <= 4 ulp where normal, without the cancellation of 1 - t*t (the
-//             softcap's chain factor); s2 = 4 exp(-2|u|) rounded once where it is subnormal.
+//   vtanh(u)  (bound: VMATH_ULP in tests/_tolerances.py) tanh(+-0) = +-0, +-inf -> +-1, NaN -> NaN.
+//   vtanh_sech2(u, t, s2)  t bit for bit as vtanh, and s2 = sech(u)^2 = 1 - tanh(u)^2 without the
+//             cancellation of 1 - t*t (the softcap's chain factor).
 //
 // exp: x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2 so n*ln2_hi is exact),
 // exp(r) by its Taylor polynomial (degree 7 for float, 13 for double: truncation below
@@ -152,12 +151,13 @@ LO_INLINE typename Simd<T>::V vexp_nonpos(typename Simd<T>::V d) {
   return (exp_small_poly<T>(r) * S::low_bits_to_exponent(t)) * S::set(std::ldexp(T(1), -kShift));
 }
 
-// tanh from e^-2|u|: with em1 = expm1(-2|u|) in (-1, 0] and den = 2 + em1,
-//   |tanh u| = -em1 / den,   1 - |tanh u| = 2 e / den,   1 + |tanh u| = 2 / den,
-//   sech^2 u = 4 e / den^2,  e = exp(-2|u|) = 1 + em1,
-// so nothing cancels: em1 is formed as 2^n expm1(r) + (2^n - 1) from the reduced argument r
-// (expm1(r) by its Taylor polynomial without the constant: degree 8 float, 14 double, truncation
-// below 0.02 ulp), and e as 2^n (1 + expm1(r)) in two halves like vexp (subnormal e rounded once).
+// tanh from e = exp(-2|u|) and em1 = expm1(-2|u|) = e - 1, in the form where nothing cancels:
+//   |u| <= 0.55 (|tanh u| <= 1/2):  |tanh u| = -em1 / (2 + em1),  sech^2 u = (1 - t)(1 + t) >= 3/4;
+//   |u| >  0.55:  delta = 1 - |tanh u| = 2e / (1 + e) <= 1/2,  |tanh u| = 1 - delta,
+//                 sech^2 u = delta (2 - delta)  (1 - t*t would cancel as t -> 1).
+// One division either way. em1 is formed as 2^n expm1(r) + (2^n - 1) from the reduced argument
+// r (expm1(r) by its Taylor polynomial without the constant: degree 8 float, 14 double, truncation
+// below 0.02 ulp), e as 2^n (1 + expm1(r)) in two halves like vexp (a subnormal e rounded once).
 template <class T>
 LO_INLINE typename Simd<T>::V expm1_reduced_poly(typename Simd<T>::V r) {
   using S = Simd<T>;
@@ -170,23 +170,27 @@ LO_INLINE typename Simd<T>::V expm1_reduced_poly(typename Simd<T>::V r) {
   return S::fma(p, r * r, r);  // r + r^2 (1/2 + r/6 + ...)
 }
 
-// em1 = expm1(-2|u|) and, when WithE, e = exp(-2|u|).
-template <class T, bool WithE>
-LO_INLINE void tanh_exps(typename Simd<T>::V u, typename Simd<T>::V& em1, typename Simd<T>::V& e) {
+// |tanh u| (`a`) and, when WithSech2, sech^2 u; `big` is |u| > 0.55.
+template <class T, bool WithSech2>
+LO_INLINE void tanh_abs(typename Simd<T>::V u, typename Simd<T>::V& a, typename Simd<T>::V& s2) {
   using S = Simd<T>;
   using C = MathConst<T>;
   using V = typename S::V;
+  const V one = S::set(T(1)), two = S::set(T(2));
+  const V au = S::abs(u);
   // Clamped where e is 0 and em1 is -1 anyway; the bound goes first so a NaN u survives.
-  const V x = S::max(S::set(C::exp_lo), S::set(T(-2)) * S::abs(u));
+  const V x = S::max(S::set(C::exp_lo), S::set(T(-2)) * au);
   V n;
   const V p = expm1_reduced_poly<T>(exp_reduce<T>(x, n));
   // Below 2^-(mant_bits + 3), 2^n - 1 rounds to -1 and 2^n p vanishes: cap n where 2^n is normal.
   const V scale = S::pow2i(S::max(n, S::set(T(-(C::mant_bits + 3)))));
-  em1 = S::fma(scale, p, scale - S::set(T(1)));
-  if constexpr (WithE) {
-    const V n1 = S::round_int(n * S::set(T(0.5)) - S::set(T(0.25)));  // floor(n/2)
-    e = ((p + S::set(T(1))) * S::pow2i(n1)) * S::pow2i(n - n1);
-  }
+  const V em1 = S::fma(scale, p, scale - one);
+  const V n1 = S::round_int(n * S::set(T(0.5)) - S::set(T(0.25)));  // floor(n/2)
+  const V e = ((p + one) * S::pow2i(n1)) * S::pow2i(n - n1);
+  const auto big = S::gt(au, S::set(T(0.55)));
+  const V r = S::select(big, e + e, -em1) / S::select(big, one + e, two + em1);
+  a = S::select(big, one - r, r);
+  if constexpr (WithSech2) s2 = S::select(big, r * (two - r), (one - a) * (one + a));
 }
 
 // Keeps u's sign on |tanh u| (and +-0, NaN as they are).
@@ -199,23 +203,17 @@ LO_INLINE typename Simd<T>::V with_sign_of(typename Simd<T>::V u, typename Simd<
 
 template <class T>
 LO_INLINE typename Simd<T>::V vtanh(typename Simd<T>::V u) {
-  using S = Simd<T>;
-  typename S::V em1, unused;
-  tanh_exps<T, false>(u, em1, unused);
-  return with_sign_of<T>(u, -em1 / (S::set(T(2)) + em1));
+  typename Simd<T>::V a, unused;
+  tanh_abs<T, false>(u, a, unused);
+  return with_sign_of<T>(u, a);
 }
 
-// tanh(u) and sech(u)^2 = 1 - tanh(u)^2 with one division: q = 2 / den, |t| = (-em1 / 2) q,
-// s2 = (e q) q.
+// tanh(u) (the same bits as vtanh) and sech(u)^2 = 1 - tanh(u)^2.
 template <class T>
 LO_INLINE void vtanh_sech2(typename Simd<T>::V u, typename Simd<T>::V& t, typename Simd<T>::V& s2) {
-  using S = Simd<T>;
-  using V = typename S::V;
-  V em1, e;
-  tanh_exps<T, true>(u, em1, e);
-  const V q = S::set(T(2)) / (S::set(T(2)) + em1);
-  t = with_sign_of<T>(u, (em1 * S::set(T(-0.5))) * q);
-  s2 = (e * q) * q;
+  typename Simd<T>::V a;
+  tanh_abs<T, true>(u, a, s2);
+  t = with_sign_of<T>(u, a);
 }
 
 // log(1 + f) + k*ln2 + c for f = m - 1, m in [sqrt(1/2), sqrt(2)), given s = f / (2 + f);
