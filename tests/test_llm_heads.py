@@ -240,7 +240,7 @@ def test_softcap_limits(dtype):
     x[2, 3] = np.nan
     t = np.array([0, 2, 1])
     loss, grad = lo.cross_entropy_value_and_grad(x, t, reduction="none", softcap=4.0, z_loss=1e-2)
-    ref = ref_losses(np.where(np.isfinite(x), x.astype(np.float64), np.sign(x) * 1e300)[:2], t[:2], s=4.0, z=1e-2)
+    ref = ref_losses(np.where(np.isfinite(x), x.astype(np.float64), np.sign(x).astype(np.float64) * 1e300)[:2], t[:2], s=4.0, z=1e-2)
     assert_close(loss[:2], ref[0] + ref[1], dtype)
     assert np.isnan(loss[2]) and np.isnan(grad[2]).all()
     assert np.all(grad[:2] == 0)  # tanh' = 0 at +-inf
