@@ -440,3 +440,24 @@ def test_linear_peak_memory(rng):
     budget = 2 * chunk * V * 4 + _linear_cross_entropy._GRAD_WEIGHT_BLOCK_BYTES + (1 << 20)
     assert extra <= budget, (extra, budget)
     assert budget < N * V * 4 / 4  # the test can tell a chunked run from full logits
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_linear_nan_and_inf_inputs(dtype, rng):
+    """NaN in a row of input makes that row's loss and gradient NaN, without warnings; a single
+    column (D = 1) and V = 1 work."""
+    h, W, b, target, _ = linear_case(rng, dtype, N=9, bias=True)
+    h[3, 2] = np.nan
+    loss, gh, gW, gb = lo.linear_cross_entropy_value_and_grad(h, W, target, linear_bias=b, reduction="none",
+                                                              chunk_size=4)
+    assert np.isnan(loss[3]) and np.isfinite(np.delete(loss, 3)).all()
+    assert np.isnan(gh[3]).all() and np.isfinite(np.delete(gh, 3, axis=0)).all()
+    assert np.isnan(gW).any() and np.isnan(gb).any()
+    h2 = h[:, :1].copy()
+    h2[3] = 1.0
+    want, th, tW, tb = torch_linear(h2, W[:, :1].copy(), b, target, None, "sum", 0.0)
+    got = lo.linear_cross_entropy_value_and_grad(h2, W[:, :1], target, linear_bias=b, reduction="sum")
+    for a, e in zip(got, (want, th, tW, tb)):
+        assert_close(a, e, dtype, rtol=1e-4 if dtype == F32 else None)
+    one = lo.linear_cross_entropy(h2, W[:1, :1], np.zeros(9, np.int64), reduction="none")
+    assert_close(one, np.zeros(9), dtype)

@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from math import prod
 from collections.abc import Callable
+from math import prod
 from typing import Any
 
 import numpy as np
@@ -230,7 +230,7 @@ def _check_z_loss(z_loss: Any) -> float:
         z_loss = float(z_loss)
     if not math.isfinite(z_loss):
         raise ValueError(f"z_loss must be a finite number, got {z_loss}")
-    return z_loss
+    return float(z_loss)
 
 
 def _check_softcap(softcap: Any) -> float:
@@ -263,27 +263,33 @@ def _mean_part(total: float, divisor: float) -> float:
 
 def _run(kernel: CeKernel, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
          grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None,
-         z_loss: float = 0.0, softcap: float = 0.0) -> tuple[Any, np.ndarray | None]:
-    """(loss: reduced per `reduction`, or None for a gradient op; gradient or None)."""
-    total, divisor, bad, losses, grad, z_total, z_divisor = kernel(
-        op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner, ignore_index,
-        label_smoothing, grad_output, grad_value, out, z_loss, softcap)
+         heads: tuple[float, float] | None = None) -> tuple[Any, np.ndarray | None]:
+    """(loss: reduced per `reduction`, or None for a gradient op; gradient or None). `heads`:
+    (z_loss, softcap) when either is on (softcap 0.0 for off)."""
+    if heads is None:  # the usual call: the binding's defaults (z_loss and softcap off)
+        total, divisor, bad, losses, grad, z_total, z_divisor = kernel(
+            op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner,
+            ignore_index, label_smoothing, grad_output, grad_value, out)
+    else:
+        total, divisor, bad, losses, grad, z_total, z_divisor = kernel(
+            op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner,
+            ignore_index, label_smoothing, grad_output, grad_value, out, heads[0], heads[1])
     if bad >= 0:
         assert p.target is not None
         raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
     loss = None
     if op == OP_LOSS or op == OP_LOSS_AND_GRAD:
-        if reduction == "none":
+        if divisor and reduction == "mean" and heads is None:  # the usual call, without reduce_loss's call
+            loss = p.dtype.type(total / divisor)
+        elif reduction == "none":
             assert losses is not None  # stored for "none"
             loss = losses.reshape(p.sample_shape)
-        elif z_loss:
+        elif heads is not None and heads[0]:
             # Two parts, each with its own divisor (SPEC: the z part's mean is over the samples).
             if reduction == "sum":
                 loss = p.dtype.type(total + z_total)
             else:
                 loss = p.dtype.type(_mean_part(total, divisor) + _mean_part(z_total, z_divisor))
-        elif divisor and reduction == "mean":  # the usual call, without reduce_loss's call
-            loss = p.dtype.type(total / divisor)
         else:
             loss = reduce_loss(total, divisor, reduction, p.dtype)
     if grad is not None and p.channels_last:
@@ -337,12 +343,13 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | No
     ls = label_smoothing
     if ls.__class__ is not float or not 0.0 <= ls <= 1.0:
         ls = _check_label_smoothing(label_smoothing)
-    z = z_loss if z_loss.__class__ is float and z_loss == 0.0 else _check_z_loss(z_loss)
-    cap = 0.0 if softcap is None else _check_softcap(softcap)
-    p = _prepare(input, target, weight, ignore_index, False, rows_ok=True)
-    if cap:
+    p = _prepare(input, target, weight, ignore_index, False)
+    if softcap is None and z_loss == 0.0 and z_loss.__class__ is float:  # the usual call
+        return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction)[0]
+    heads = (_check_z_loss(z_loss), _check_softcap(softcap))
+    if heads[1]:
         _rows_for_softcap(p)
-    return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction, z_loss=z, softcap=cap)[0]
+    return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction, heads=heads)[0]
 
 
 def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
@@ -367,7 +374,8 @@ def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarr
     if cap:
         _rows_for_softcap(p)  # grad_output is laid out per sample: (N, d...) both ways
     op = OP_GRAD_INPUT if wrt == "input" else OP_GRAD_TARGET
-    grad = _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv, z_loss=z, softcap=cap)[1]
+    heads = (z, cap) if z or cap else None
+    grad = _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv, heads=heads)[1]
     assert grad is not None  # a gradient op returns one
     return grad
 
@@ -385,23 +393,25 @@ def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: 
     if reduction.__class__ is not str or reduction not in _REDUCTION:
         check_reduction(reduction)
     ls = _check_label_smoothing(label_smoothing)
-    z = z_loss if z_loss.__class__ is float and z_loss == 0.0 else _check_z_loss(z_loss)
-    cap = 0.0 if softcap is None else _check_softcap(softcap)
     p = _prepare(input, target, weight, ignore_index, False, rows_ok=out is None)
     out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
                     (("target", p.target), ("target", p.probs), ("weight", p.weight)))
-    if cap and p.inner != 1:
+    if softcap is None and z_loss == 0.0 and z_loss.__class__ is float:  # the usual call
+        loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
+        assert grad is not None  # the fused op returns one
+        return loss, grad
+    heads = (_check_z_loss(z_loss), _check_softcap(softcap))
+    if heads[1] and p.inner != 1:
         # Rows of the moved copy, then the gradient back into out's (N, C, d...) layout.
         _rows_for_softcap(p)
-        loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, z_loss=z,
-                          softcap=cap)
+        loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, heads=heads)
         assert grad is not None
         if out is not None:
             out[...] = grad
             grad = out
         return loss, grad
-    loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out, z_loss=z,
-                      softcap=cap)
+    loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out,
+                      heads=heads)
     assert grad is not None  # the fused op returns one
     return loss, grad
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from typing import Any
 
 import numpy as np
@@ -204,7 +203,8 @@ def _check_targets(c: _Call) -> tuple[float, float]:
 
 def _logits(c: _Call, i0: int, i1: int, buf: np.ndarray) -> np.ndarray:
     out = buf[: i1 - i0]
-    np.matmul(c.h[i0:i1], c.w.T, out=out)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf in, NaN / inf out (as cross_entropy)
+        np.matmul(c.h[i0:i1], c.w.T, out=out)
     if c.b is not None:
         out += c.b
     return out
@@ -294,18 +294,19 @@ def linear_cross_entropy_value_and_grad(
             assert part is not None
             losses[i0:i1] = part
         h = c.h[i0:i1]
-        np.matmul(g, c.w, out=grad_h[i0:i1])
-        if i0 == 0:
-            np.matmul(g.T, h, out=grad_w)
-        else:
-            assert block is not None
-            for v0 in range(0, V, vb):
-                v1 = min(V, v0 + vb)
-                part_w = block[: v1 - v0]
-                np.matmul(g[:, v0:v1].T, h, out=part_w)
-                np.add(grad_w[v0:v1], part_w, out=grad_w[v0:v1])
-        if grad_b is not None:
-            grad_b += g.sum(axis=0)
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.matmul(g, c.w, out=grad_h[i0:i1])
+            if i0 == 0:
+                np.matmul(g.T, h, out=grad_w)
+            else:
+                assert block is not None
+                for v0 in range(0, V, vb):
+                    v1 = min(V, v0 + vb)
+                    part_w = block[: v1 - v0]
+                    np.matmul(g[:, v0:v1].T, h, out=part_w)
+                    np.add(grad_w[v0:v1], part_w, out=grad_w[v0:v1])
+            if grad_b is not None:
+                grad_b += g.sum(axis=0)
     if losses is not None:
         loss: Any = losses.reshape(()) if c.squeeze else losses
     elif c.reduction == "sum":
