@@ -6,8 +6,8 @@ G.T @ h through np.matmul: the floor any chunked implementation pays).
 
 Each (case, implementation) runs in a fresh forked child: inputs built, one warm-up call, then
 `--repeats` timed calls (median reported); peak RSS is the kernel's high-water mark above the
-resident size after the inputs and outputs exist (/proc/self/clear_refs), i.e. the memory the
-call needs beyond its inputs and outputs.
+resident size after the inputs exist (/proc/self/clear_refs), minus the outputs (grad_input and
+grad_weight) each call allocates: the memory the call needs beyond its inputs and outputs.
 
     python bench/linear_ce.py                 # N=4096, D=1024, V=32000 and V=128256
     python bench/linear_ce.py --repeats 3 --cases 4096x1024x32000
@@ -91,7 +91,10 @@ def _child(impl: str, N: int, D: int, V: int, repeats: int, conn) -> None:
         times.append(time.perf_counter() - t0)
         del out
     peak = _status_kb("VmHWM:")
-    conn.send((statistics.median(times), min(times), (peak - rss0) * 1024))
+    # Every implementation but "products" (which writes into preallocated arrays) allocates its
+    # outputs, grad_input and grad_weight, in each call: they are not counted.
+    outputs = 0 if impl == "products" else (N * D + V * D) * 4
+    conn.send((statistics.median(times), min(times), (peak - rss0) * 1024 - outputs))
 
 
 def measure(impl: str, N: int, D: int, V: int, repeats: int) -> tuple[float, float, int]:
