@@ -48,17 +48,26 @@ def _child(impl: str, N: int, D: int, V: int, repeats: int, conn) -> None:
     W = (rng.standard_normal((V, D), dtype=np.float32) * 0.03).astype(np.float32)
     y = rng.integers(0, V, N)
     if impl == "products":
-        chunk = lo._linear_cross_entropy.default_chunk_size(N, V, D, 4)
+        lce = lo._linear_cross_entropy
+        chunk = lce.default_chunk_size(N, V, D, 4)
         buf = np.empty((chunk, V), np.float32)
         gh = np.empty((N, D), np.float32)
         gW = np.empty((V, D), np.float32)
+        vb = lce._GRAD_WEIGHT_BLOCK_BYTES // (D * 4)
+        block = np.empty((vb, D), np.float32)
 
-        def call():  # the three products of the chunked algorithm, nothing else
+        def call():  # the three products as ours runs them (same chunks and blocks), nothing else
             for i0 in range(0, N, chunk):
                 hc = h[i0:i0 + chunk]
-                np.matmul(hc, W.T, out=buf[: len(hc)])
-                np.matmul(buf[: len(hc)], W, out=gh[i0:i0 + chunk])
-                np.matmul(buf[: len(hc)].T, hc, out=gW)
+                g = buf[: len(hc)]
+                np.matmul(hc, W.T, out=g)
+                np.matmul(g, W, out=gh[i0:i0 + chunk])
+                if i0 == 0:
+                    np.matmul(g.T, hc, out=gW)
+                else:
+                    for v0 in range(0, V, vb):
+                        v1 = min(V, v0 + vb)
+                        np.matmul(g[:, v0:v1].T, hc, out=block[: v1 - v0])
     elif impl == "ours":
         def call():
             return lo.linear_cross_entropy_value_and_grad(h, W, y)
