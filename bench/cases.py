@@ -2,9 +2,11 @@
 callables per library.
 
 An Entry names the arrays its call takes (`args`: "x" the logits, "g" an upstream gradient, "t"
-binary targets, "p" probabilities, "y" class indices, "out" a reused output buffer) and gives
+binary targets, "s" +-1 labels, "p" probabilities, "y" class indices, "b" logsumexp's weights, "out" a reused output buffer) and gives
 the same computation for each library as that library's users write it: `ours` (logitops),
-`torch` (the forward, or forward + backward through autograd for gradient rows), `numpy` and
+`torch` (the forward, or forward + backward through autograd for gradient rows; torchvision's
+sigmoid_focal_loss is its composition written out in torch, torchvision not being installable
+beside this torch), `numpy` and
 `jax` (jax/optax, jit-compiled) where there is one. Library-specific callables are factories
 taking the library (torch's and jax's are imported on first use, so an absent library costs
 nothing and only blanks its column). build() makes one Case, the inputs and bound callables at
@@ -28,6 +30,11 @@ import numpy as np
 
 import logitops as lo
 
+try:  # bfloat16 rows (ml_dtypes comes with jax; importing it also lets np.dtype("bfloat16") resolve)
+    import ml_dtypes
+except ImportError:
+    ml_dtypes = None
+
 BIG = 1_000_000  # elements from which a case runs at 2 threads too and gets the memory column
 TINY = 100  # elements below which a case measures the per-call overhead (its own table)
 
@@ -43,6 +50,18 @@ def f32(*shapes: Shape) -> tuple[Size, ...]:
 
 def f64(*shapes: Shape) -> tuple[Size, ...]:
     return tuple((s, np.float64) for s in shapes)
+
+
+def bf16(*shapes: Shape) -> tuple[Size, ...]:
+    """bfloat16 rows, when ml_dtypes is installed (else none)."""
+    return tuple((s, ml_dtypes.bfloat16) for s in shapes) if ml_dtypes is not None else ()
+
+
+def _to_torch(L: Any, v: np.ndarray) -> Any:
+    """A tensor sharing v's memory; bfloat16 by its bits (invisible to the buffer protocol)."""
+    if v.dtype.kind == "V" and v.dtype.name == "bfloat16":
+        return L.torch.from_numpy(v.view(np.uint16)).view(L.torch.bfloat16)
+    return L.torch.from_numpy(v)
 
 
 # ----------------------------------------------------------------------------- libraries
@@ -86,7 +105,7 @@ class Entry:
     name: str  # what is computed, e.g. "cross_entropy value+grad"
     family: str  # rows of one family are listed together, by size
     args: tuple[str, ...]  # the arrays the call takes, in order
-    ours: Fn  # ours(*arrays), or ours(*arrays, out=buffer) when grad_out
+    ours: Fn | None  # ours(*arrays), or ours(*arrays, out=buffer) when grad_out; None when `lot` is given
     io: Callable[[Arrays], tuple[int, int]]  # (bytes the computation must read, bytes it must write)
     sizes: tuple[Size, ...] = ()  # the full run
     quick: tuple[Size, ...] = ()  # the --quick subset
@@ -99,6 +118,9 @@ class Entry:
     # calls it (not on tiny inputs, which measure the plain call); the memory column also
     # reports the plain call, which allocates a new gradient.
     grad_out: bool = False
+    # logitops.torch rows: torch_lib() -> fn(*tensors), our side of the row, on the same tensors as
+    # torch's (instead of `ours` on the arrays); the row is left out when torch is not installed.
+    lot: Callable[[Any], Fn] | None = None
 
 
 def _torch_autograd(loss: Callable[[Any], Fn]) -> Callable[[Any], Fn]:
@@ -168,6 +190,64 @@ def _jax_bce_logits(J: Any) -> Fn:
     return lambda x, t: J.optax.sigmoid_binary_cross_entropy(x, t).mean()
 
 
+def _torch_focal(L: Any) -> Fn:
+    """torchvision.ops.sigmoid_focal_loss (alpha 0.25, gamma 2), as torchvision composes it."""
+    F = L.F
+
+    def loss(x, t, alpha=0.25, gamma=2.0):
+        p = L.torch.sigmoid(x)
+        ce = F.binary_cross_entropy_with_logits(x, t, reduction="none")
+        p_t = p * t + (1 - p) * (1 - t)
+        return ((alpha * t + (1 - alpha) * (1 - t)) * (ce * ((1 - p_t) ** gamma))).mean()
+def _torch_sce(L: Any) -> Fn:
+    """The seed's SymmetricCELoss(alpha=0.1, beta=1.0) as written in torch (clamps 1e-7 / 1e-4)."""
+    F, torch = L.F, L.torch
+
+    def loss(pred, labels):
+        ce = F.cross_entropy(pred, labels)
+        p = torch.clamp(F.softmax(pred, dim=1), min=1e-7, max=1.0)
+        one_hot = torch.clamp(F.one_hot(labels, pred.shape[1]).to(pred.dtype), min=1e-4, max=1.0)
+        rce = -1 * torch.sum(p * torch.log(one_hot), dim=1)
+        return 0.1 * ce + 1.0 * rce.mean()
+
+    return loss
+
+
+_SEED_SCE = {"alpha": 0.1, "beta": 1.0, "prob_eps": 1e-7, "label_eps": 1e-4}
+
+
+def _torch_weighted_lse(L: Any) -> Fn:
+    """SciPy's weighted logsumexp written in torch (positive b): max, b * exp(x - max), sum, log."""
+    torch = L.torch
+
+    def lse(x, b):
+        m = x.amax(dim=-1, keepdim=True)
+        return (m + torch.log(torch.sum(b * torch.exp(x - m), dim=-1, keepdim=True)))[..., 0]
+
+    return lse
+
+
+def _torch_weighted_lse_grad(L: Any) -> Fn:
+    f = _torch_weighted_lse(L)
+
+    def run(x, b):
+        a = x.detach().requires_grad_(True)
+        y = f(a, b)
+        y.backward(L.torch.ones_like(y))
+        return y, a.grad
+
+    return run
+
+
+def _np_weighted_lse(x, b):
+    m = x.max(axis=-1, keepdims=True)
+    return (m + np.log(np.sum(b * np.exp(x - m), axis=-1, keepdims=True)))[..., 0]
+
+
+def _lse_value_and_grad(x, b):
+    return lo.logsumexp(x, b=b), lo.logsumexp_backward(np.ones(x.shape[0], x.dtype), x, b=b)
+
+
 def _same(a: Arrays) -> tuple[int, int]:  # reads x, writes as much
     return a["x"].nbytes, a["x"].nbytes
 
@@ -190,6 +270,10 @@ VEC_QUICK = f32((1000,), (1_000_000,))
 VEC_OUT = f32((10_000_000,))
 BCE = f32((1000,), (100_000,), (10_000_000,))
 BCE_QUICK = f32((1_000_000,))
+ELEM_LOSS = f32((10_000_000,))
+ELEM_LOSS_QUICK = f32((1_000_000,))
+ROW_LOSS = f32((8192, 1000))
+ROW_LOSS_QUICK = f32((1024, 1000))
 CE = f32((64, 10), (8192, 1000), (2048, 32000), (256, 128256))
 CE_QUICK = f32((4096, 1000), (256, 32000))
 
@@ -248,18 +332,90 @@ REGISTRY: tuple[Entry, ...] = (
           lambda p, t, out=None: lo.binary_cross_entropy_value_and_grad(p, t, out=out),
           io=_two_in_one_out, sizes=BCE, quick=BCE_QUICK, grad_out=True,
           torch=_torch_autograd(lambda L: L.F.binary_cross_entropy), jax=_jax_bce_probs),
+    # The neighbouring losses (issue 15), each against torch's own function or composition.
+    Entry("kl_div forward", "divergence", ("x", "p"), lambda x, p: lo.kl_div(x, p, reduction="batchmean"),
+          io=lambda a: (2 * a["x"].nbytes, 0), sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK,
+          torch=lambda L: lambda x, p: L.F.kl_div(x, p, reduction="batchmean")),
+    Entry("kl_div value+grad", "divergence", ("x", "p"),
+          lambda x, p, out=None: lo.kl_div_value_and_grad(x, p, reduction="batchmean", out=out),
+          io=_two_in_one_out, sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK, grad_out=True,
+          torch=_torch_autograd(lambda L: lambda x, p: L.F.kl_div(x, p, reduction="batchmean"))),
+    Entry("sigmoid_focal_loss forward", "divergence", ("x", "t"),
+          lambda x, t: lo.sigmoid_focal_loss(x, t, reduction="mean"),
+          io=lambda a: (2 * a["x"].nbytes, 0), sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK, torch=_torch_focal),
+    Entry("sigmoid_focal_loss value+grad", "divergence", ("x", "t"),
+          lambda x, t, out=None: lo.sigmoid_focal_loss_value_and_grad(x, t, reduction="mean", out=out),
+          io=_two_in_one_out, sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK, grad_out=True,
+          torch=_torch_autograd(_torch_focal)),
+    Entry("soft_margin_loss forward", "margin", ("x", "s"), lambda x, s: lo.soft_margin_loss(x, s),
+          io=lambda a: (2 * a["x"].nbytes, 0), sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK,
+          torch=lambda L: L.F.soft_margin_loss),
+    Entry("soft_margin_loss value+grad", "margin", ("x", "s"),
+          lambda x, s, out=None: lo.soft_margin_loss_value_and_grad(x, s, out=out),
+          io=_two_in_one_out, sizes=ELEM_LOSS, quick=ELEM_LOSS_QUICK, grad_out=True,
+          torch=_torch_autograd(lambda L: L.F.soft_margin_loss)),
+    Entry("multilabel_soft_margin_loss forward", "margin", ("x", "t"),
+          lambda x, t: lo.multilabel_soft_margin_loss(x, t),
+          io=lambda a: (2 * a["x"].nbytes, 0), sizes=ROW_LOSS, quick=ROW_LOSS_QUICK,
+          torch=lambda L: L.F.multilabel_soft_margin_loss),
+    Entry("multilabel_soft_margin_loss value+grad", "margin", ("x", "t"),
+          lambda x, t, out=None: lo.multilabel_soft_margin_loss_value_and_grad(x, t, out=out),
+          io=_two_in_one_out, sizes=ROW_LOSS, quick=ROW_LOSS_QUICK, grad_out=True,
+          torch=_torch_autograd(lambda L: L.F.multilabel_soft_margin_loss)),
     Entry("cross_entropy forward", "cross_entropy", ("x", "y"), lambda x, y: lo.cross_entropy(x, y),
           io=_ce_io(grad=False), sizes=CE, quick=CE_QUICK, tiny=f32((8, 4)),
           torch=lambda L: L.F.cross_entropy, numpy=_np_ce, numpy_max=10_000_000, jax=_jax_ce),
     Entry("cross_entropy value+grad", "cross_entropy", ("x", "y"),
           lambda x, y, out=None: lo.cross_entropy_value_and_grad(x, y, out=out),
-          io=_ce_io(grad=True), sizes=CE + f64((8192, 1000)), quick=CE_QUICK, tiny=f32((8, 4)), grad_out=True,
+          io=_ce_io(grad=True), sizes=CE + f64((8192, 1000)) + bf16((2048, 32000), (256, 128256)),
+          quick=CE_QUICK + bf16((256, 32000)), tiny=f32((8, 4)), grad_out=True,
           torch=_torch_autograd(lambda L: L.F.cross_entropy), jax=lambda J: J.jax.value_and_grad(_jax_ce(J))),
+    Entry("symmetric_cross_entropy forward", "symmetric_ce", ("x", "y"),
+          lambda x, y: lo.symmetric_cross_entropy(x, y, **_SEED_SCE),
+          io=_ce_io(grad=False), sizes=f32((8192, 1000), (2048, 32000)), quick=f32((4096, 1000)),
+          torch=_torch_sce),
+    Entry("symmetric_cross_entropy value+grad", "symmetric_ce", ("x", "y"),
+          lambda x, y, out=None: lo.symmetric_cross_entropy_value_and_grad(x, y, **_SEED_SCE, out=out),
+          io=_ce_io(grad=True), sizes=f32((8192, 1000), (2048, 32000)), quick=f32((4096, 1000)), grad_out=True,
+          torch=_torch_autograd(_torch_sce)),
+    Entry("logsumexp, b=", "weighted_logsumexp", ("x", "b"), lambda x, b: lo.logsumexp(x, b=b),
+          io=lambda a: (a["x"].nbytes + a["b"].nbytes, a["x"].nbytes // a["x"].shape[-1]),
+          sizes=f32((8192, 1000), (1000, 10_000)), quick=f32((4096, 1000)),
+          torch=_torch_weighted_lse, numpy=_np_weighted_lse),
+    Entry("logsumexp, b= value+grad", "weighted_logsumexp", ("x", "b"), _lse_value_and_grad,
+          io=lambda a: (a["x"].nbytes + a["b"].nbytes, a["x"].nbytes),
+          sizes=f32((8192, 1000), (1000, 10_000)), quick=f32((4096, 1000)),
+          torch=_torch_weighted_lse_grad),
     # What out= saves: the same call allocating a fresh gradient each time.
     Entry("cross_entropy value+grad, new grad", "cross_entropy", ("x", "y"),
           lambda x, y: lo.cross_entropy_value_and_grad(x, y),
           io=_ce_io(grad=True), sizes=f32((2048, 32000)), quick=f32((256, 32000)),
           torch=_torch_autograd(lambda L: L.F.cross_entropy), jax=lambda J: J.jax.value_and_grad(_jax_ce(J))),
+)
+
+
+def _lot(name: str) -> Callable[[Any], Fn]:
+    """logitops.torch's function `name` (imported on first use, as torch is)."""
+
+    def make(L: Any) -> Fn:
+        import logitops.torch as lot
+
+        return getattr(lot, name)
+
+    return make
+
+
+# A training step's loss through autograd, as a torch user runs it: forward + backward w.r.t. the
+# logits, logitops.torch (its custom ops: the fused value+grad in the forward, the saved gradient
+# handed to .grad in the backward) against torch.nn.functional, on the same tensors.
+REGISTRY += (
+    Entry("cross_entropy training step (logitops.torch)", "torch autograd", ("x", "y"), None,
+          io=_ce_io(grad=True), sizes=f32((2048, 32000), (256, 128256)), quick=f32((256, 32000)), tiny=f32((8, 4)),
+          lot=_torch_autograd(_lot("cross_entropy")), torch=_torch_autograd(lambda L: L.F.cross_entropy)),
+    Entry("bce_with_logits training step (logitops.torch)", "torch autograd", ("x", "t"), None,
+          io=_two_in_one_out, sizes=f32((10_000_000,)), quick=f32((1_000_000,)), tiny=f32((8,)),
+          lot=_torch_autograd(_lot("binary_cross_entropy_with_logits")),
+          torch=_torch_autograd(lambda L: L.F.binary_cross_entropy_with_logits)),
 )
 
 BY_NAME: dict[str, Entry] = {e.name: e for e in REGISTRY}
@@ -272,7 +428,8 @@ def plan(quick: bool) -> tuple[list[tuple[str, Shape, type]], list[tuple[str, Sh
     families: list[str] = []
     size_rank: dict[tuple[str, Shape, str], int] = {}
     rows: list[tuple[int, int, int, tuple[str, Shape, type]]] = []
-    for k, e in enumerate(REGISTRY):
+    registry = [e for e in REGISTRY if e.lot is None or torch_lib() is not None]
+    for k, e in enumerate(registry):
         if e.family not in families:
             families.append(e.family)
         for shape, dtype in e.quick if quick else e.sizes:
@@ -280,7 +437,7 @@ def plan(quick: bool) -> tuple[list[tuple[str, Shape, type]], list[tuple[str, Sh
             size_rank.setdefault(key, len(size_rank))
             rows.append((families.index(e.family), size_rank[key], k, (e.name, shape, dtype)))
     main = [r[-1] for r in sorted(rows, key=lambda r: r[:3])]
-    tiny = [(e.name, shape, dtype) for e in REGISTRY for shape, dtype in e.tiny]
+    tiny = [(e.name, shape, dtype) for e in registry for shape, dtype in e.tiny]
     return main, tiny
 
 
@@ -328,17 +485,24 @@ def make_inputs(name: str, shape: Shape, dtype: type, args: tuple[str, ...]) -> 
     """The arrays `args` names, drawn from a generator seeded by the case itself (the same
     numbers in every process)."""
     rng = np.random.default_rng(zlib.crc32(f"{name} {shape} {np.dtype(dtype).name}".encode()))
-    x = rng.standard_normal(shape, dtype=dtype)
+    native = np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
+    x = rng.standard_normal(shape, dtype=dtype if native else np.float32)
     x *= 3.0 if len(shape) == 2 else 4.0
+    if not native:  # float16 / bfloat16: drawn in float32, rounded once
+        x = x.astype(dtype)
     a: Arrays = {"x": x}
     if "g" in args:
         a["g"] = rng.standard_normal(shape, dtype=dtype)
     if "t" in args:
         a["t"] = (rng.random(shape) < 0.5).astype(dtype)
+    if "s" in args:
+        a["s"] = np.where(rng.random(shape) < 0.5, -1.0, 1.0).astype(dtype)
     if "p" in args:
         a["p"] = (1 / (1 + np.exp(-x))).astype(dtype)
     if "y" in args:
         a["y"] = rng.integers(0, shape[1], shape[0])
+    if "b" in args:  # logsumexp's SciPy weights: full shape, positive
+        a["b"] = rng.uniform(0.1, 2.0, shape).astype(dtype)
     if "out" in args:
         a["out"] = np.empty_like(x)
     unknown = set(args) - set(a)
@@ -360,16 +524,22 @@ def build(name: str, shape: Shape, dtype: type = np.float32, *, with_jax: bool =
     n_el = math.prod(shape)
 
     fresh = out = None
-    if e.grad_out and n_el >= TINY:
+    if e.lot is not None:
+        if (L := torch_lib()) is None:
+            raise RuntimeError(f"case {name!r} needs torch")
+        ours = functools.partial(e.lot(L), *[L.torch.from_numpy(v) for v in arrays])
+    elif e.grad_out and n_el >= TINY:
+        assert e.ours is not None
         out = np.empty_like(a["x"])
         ours = functools.partial(e.ours, *arrays, out=out)
         fresh = functools.partial(e.ours, *arrays)
     else:
+        assert e.ours is not None
         ours = functools.partial(e.ours, *arrays)
 
     tfn = None
     if e.torch is not None and (L := torch_lib()) is not None:
-        tensors = [L.torch.from_numpy(v) for v in arrays]  # shares the arrays' memory
+        tensors = [_to_torch(L, v) for v in arrays]  # shares the arrays' memory
         tfn = functools.partial(e.torch(L), *tensors)
 
     nfn = None

@@ -30,12 +30,15 @@ from report import Report, memory_cell
 HERE = Path(__file__).resolve().parent
 
 
-def run(quick: bool, with_memory: bool, output: Path | None) -> str:
+def run(quick: bool, with_memory: bool, output: Path | None, only: str | None = None) -> str:
     t_start = time.perf_counter()
     read_bw, copy_bw = harness.memory_bandwidth(1 << 28 if quick else 1 << 29)
     rounds = 3 if quick else 7
     target_s = 0.01 if quick else 0.02
     main_specs, tiny_specs = cases.plan(quick)
+    if only is not None:  # the cases whose name contains `only`
+        main_specs = [s for s in main_specs if only in s[0]]
+        tiny_specs = [s for s in tiny_specs if only in s[0]]
     report = Report(quick, rounds, read_bw, copy_bw)
 
     print("\n".join(report.main), flush=True)
@@ -70,10 +73,14 @@ def main() -> int:
                     help="measure peak memory of the large cases (default: on, off with --quick)")
     ap.add_argument("--output", type=Path, default=None,
                     help="markdown file to write (default: bench/results.md; none with --quick)")
+    ap.add_argument("--only", default=None, metavar="TEXT",
+                    help="only the cases whose name contains TEXT (e.g. 'logitops.torch'); writes no file "
+                         "unless --output is given")
     args = ap.parse_args()
     with_memory = not args.quick if args.memory is None else args.memory
-    output = args.output if args.output is not None else (None if args.quick else HERE / "results.md")
-    run(args.quick, with_memory, output)
+    partial = args.quick or args.only is not None
+    output = args.output if args.output is not None else (None if partial else HERE / "results.md")
+    run(args.quick, with_memory, output, args.only)
     return 0
 
 

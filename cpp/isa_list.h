@@ -18,7 +18,7 @@
 
 #define LO_ISA_LIST(ISA, ctx) \
   ISA(scalar, true, ctx)      \
-  ISA(avx2, LO_X86_HAS("avx2") && LO_X86_HAS("fma"), ctx)
+  ISA(avx2, LO_X86_HAS("avx2") && LO_X86_HAS("fma") && LO_X86_HAS("f16c"), ctx)
 
 // ----------------------------------------------------------------------------- helpers
 

@@ -24,6 +24,9 @@ from _oracle import torch_forward
 import logitops as lo
 
 SETTINGS = ("isa", "set_num_threads", "get_num_threads")
+# Mergeable partial results of the losses (tested in test_partials.py): helpers taking a loss
+# function, not functions of a family, so the walks leave them out.
+PARTIALS = ("loss_partials", "loss_divisor", "combine_partials")
 ROW = ("logsumexp", "log_softmax", "softmax")
 ELEM = ("log_sigmoid", "sigmoid")
 PRIMITIVES = ROW + ELEM
@@ -32,7 +35,13 @@ CLASS = ("cross_entropy", "nll_loss")
 # Losses of hidden states and a weight matrix (SPEC "LLM heads"): value_and_grad returns
 # (loss, grad_input, grad_linear_weight, grad_linear_bias); no _backward.
 LINEAR = ("linear_cross_entropy",)
-LOSSES = BINARY + CLASS
+# Elementwise (and, multilabel, row-reduced) losses of input's shape without class indices.
+MARGIN = ("soft_margin_loss", "multilabel_soft_margin_loss")
+DIVERGENCE = ("kl_div", "sigmoid_focal_loss")
+ELEMENTWISE_LOSSES = MARGIN + DIVERGENCE
+# Row losses with class targets and no weight/ignore_index (the walks' CLASS rules do not apply).
+ROW_LOSS = ("symmetric_cross_entropy",)
+LOSSES = BINARY + CLASS + ELEMENTWISE_LOSSES + ROW_LOSS
 VARIANTS = ("_value_and_grad", "_backward")
 # The loss objects and the function family each calls (test_loss_objects.py).
 LOSS_CLASSES = {
@@ -40,6 +49,11 @@ LOSS_CLASSES = {
     "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
     "CrossEntropyLoss": "cross_entropy",
     "NLLLoss": "nll_loss",
+    "KLDivLoss": "kl_div",
+    "SoftMarginLoss": "soft_margin_loss",
+    "MultiLabelSoftMarginLoss": "multilabel_soft_margin_loss",
+    "SigmoidFocalLoss": "sigmoid_focal_loss",
+    "SymmetricCrossEntropyLoss": "symmetric_cross_entropy",
 }
 
 
@@ -54,7 +68,7 @@ def split(name: str) -> tuple[str, str]:
 def public_functions() -> list[str]:
     """Every public function but the process-wide settings, in __all__ order (classes are not
     functions: public_classes)."""
-    return [n for n in lo.__all__ if n not in SETTINGS and callable(getattr(lo, n))
+    return [n for n in lo.__all__ if n not in SETTINGS + PARTIALS and callable(getattr(lo, n))
             and not isinstance(getattr(lo, n), type)]
 
 
@@ -85,13 +99,16 @@ def _probs(rng, shape):
     return p
 
 
-def build_primitive(base, rng, dtype, shape=(5, 7), values=None, axis=-1, keepdims=False, **_):
+def build_primitive(base, rng, dtype, shape=(5, 7), values=None, axis=-1, keepdims=False, b=None, **_):
+    """b (logsumexp's SciPy weights, positive here so torch can check them): None, 'full' or 'last'."""
     values = values or normal_values(rng)
     kw: dict[str, Any] = {"x": np.asarray(values(shape)).astype(dtype)}
     if base in ROW:
         kw["axis"] = axis
     if base == "logsumexp":
         kw["keepdims"] = keepdims
+        if b is not None:
+            kw["b"] = rng.uniform(0.2, 2.0, _weight_shape(shape, b)).astype(dtype)
     return kw
 
 
@@ -183,6 +200,41 @@ def build_linear(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", 
     return kw
 
 
+def build_elementwise(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", weight=None,
+                      log_target=False, alpha=0.25, gamma=2.0, target_dtype=None, **_):
+    """kl_div, soft_margin_loss, multilabel_soft_margin_loss, sigmoid_focal_loss: an input of
+    `shape` (logits; log-probabilities for kl_div) and a target of the same shape (probabilities,
+    their logs with log_target, +-1 labels for soft_margin_loss). weight (multilabel): None or a
+    kind of _weight_shape (True: 'last'). sigmoid_focal_loss's arguments are inputs/targets."""
+    x = np.asarray((values or normal_values(rng))(shape)).astype(dtype)
+    tdt = target_dtype or dtype
+    if base == "soft_margin_loss":
+        t = rng.choice([-1.0, 1.0], shape)
+    elif base == "kl_div" and log_target:
+        t = np.log(rng.uniform(0.01, 1, shape))
+    else:
+        t = rng.uniform(0, 1, shape)
+    t = np.asarray(t).astype(tdt)
+    if base == "sigmoid_focal_loss":
+        return {"inputs": x, "targets": t, "alpha": alpha, "gamma": gamma, "reduction": reduction}
+    kw: dict[str, Any] = {"input": x, "target": t, "reduction": reduction}
+    if base == "kl_div" and log_target:
+        kw["log_target"] = True
+    if base == "multilabel_soft_margin_loss" and weight is not None and weight is not False:
+        kind = "last" if weight is True else weight
+        kw["weight"] = rng.uniform(0.2, 2.0, _weight_shape(shape, kind)).astype(dtype)
+    return kw
+def build_row_loss(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", alpha=0.5, beta=1.0,
+                   prob_eps=1e-3, label_eps=1e-4, target_dtype=np.int64, **_):
+    """symmetric_cross_entropy: input (N, C), class indices (N,); prob_eps 1e-3 so that the clamp
+    acts on some probabilities."""
+    values = values or normal_values(rng)
+    x = np.asarray(values(shape)).astype(dtype)
+    C = shape[1] if len(shape) > 1 else 1
+    return {"input": x, "target": rng.integers(0, max(C, 1), shape[:1]).astype(target_dtype), "alpha": alpha,
+            "beta": beta, "reduction": reduction, "prob_eps": prob_eps, "label_eps": label_eps}
+
+
 BUILDERS: dict[str, Callable[..., dict]] = {
     **{b: build_primitive for b in PRIMITIVES},
     "binary_cross_entropy": build_bce,
@@ -190,6 +242,8 @@ BUILDERS: dict[str, Callable[..., dict]] = {
     "cross_entropy": build_class,
     "nll_loss": build_class,
     "linear_cross_entropy": build_linear,
+    **{b: build_elementwise for b in ELEMENTWISE_LOSSES},
+    "symmetric_cross_entropy": build_row_loss,
 }
 
 
@@ -224,8 +278,17 @@ def call_kwargs(name: str, rng, dtype=np.float64, **opts) -> dict:
     return kw
 
 
+def first_name(kw: dict) -> str:
+    """The name of the first array argument: x (primitives), input, or inputs (focal loss)."""
+    return "x" if "x" in kw else "inputs" if "inputs" in kw else "input"
+
+
+def target_name(kw: dict) -> str:
+    return "targets" if "targets" in kw else "target"
+
+
 def first_array(kw: dict) -> np.ndarray:
-    return kw["x"] if "x" in kw else kw["input"]
+    return kw[first_name(kw)]
 
 
 def differentiable_wrt(base: str, kw: dict) -> tuple[str, ...]:
@@ -236,6 +299,10 @@ def differentiable_wrt(base: str, kw: dict) -> tuple[str, ...]:
         return ("input", "target")
     if base == "cross_entropy" and np.asarray(kw["target"]).dtype.kind == "f":
         return ("input", "target")
+    if base in ("kl_div", "multilabel_soft_margin_loss"):
+        return ("input", "target")
+    if base == "sigmoid_focal_loss":
+        return ("inputs",)
     return ("input",)
 
 
@@ -266,7 +333,7 @@ def call(name: str, kw: dict) -> Any:
 
 
 def ours_grad(base: str, kw: dict, grad_output: Any, wrt: str = "input") -> np.ndarray:
-    extra = {"wrt": wrt} if wrt not in ("x", "input") else {}
+    extra = {"wrt": wrt} if wrt not in ("x", "input", "inputs") else {}
     return call(base + "_backward", {"grad_output": grad_output, **kw, **extra})
 
 
@@ -280,6 +347,10 @@ def full_kwargs(name: str, rng, dtype=np.float64, **opts) -> dict:
         opts.setdefault("weight", True)
     if base in LINEAR:
         opts.setdefault("bias", True)
+    if base == "multilabel_soft_margin_loss":
+        opts.setdefault("weight", "last")
+    if base == "logsumexp":
+        opts.setdefault("b", "last")
     return call_kwargs(name, rng, dtype, **opts)
 
 

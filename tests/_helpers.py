@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import ml_dtypes
 import numpy as np
-from _tolerances import F32, F64, TOL
+from _tolerances import BF16, F16, F32, F64, TOL
 
 DTYPES = (F32, F64)
+# Computed in float32 blocks, each result rounded once (SPEC "Low precision").
+LOW_DTYPES = (F16, BF16)
 
 # x87 extended precision (64-bit mantissa) where numpy has it: a cheap reference for float64.
 LONGDOUBLE_IS_EXTENDED = np.finfo(np.longdouble).nmant >= 63
@@ -47,8 +50,13 @@ def assert_close(actual: Any, expected: Any, dtype: Any = None, rtol: float | No
     )
 
 
+def finfo(dt: Any) -> Any:
+    """np.finfo, bfloat16 included (NumPy's finfo does not know it)."""
+    return ml_dtypes.finfo(dt)
+
+
 def _mant_bits(dt: np.dtype) -> int:
-    return np.finfo(dt).nmant + 1  # with the implicit bit: 24 / 53
+    return int(finfo(dt).nmant) + 1  # with the implicit bit: 24 / 53 (11 / 8 for float16 / bfloat16)
 
 
 def mp_to_longdouble(values: Iterable[Any]) -> np.ndarray:
@@ -91,12 +99,13 @@ def ulp_error(actual: Any, exact: Any) -> np.ndarray:
     """
     actual = np.asarray(actual)
     dt = actual.dtype
-    assert dt in DTYPES, dt
+    assert dt in DTYPES + LOW_DTYPES, dt
     if not isinstance(exact, np.ndarray) or exact.dtype == object:
         exact = mp_to_longdouble(np.ravel(exact)).reshape(np.shape(exact))
-    # float64 arithmetic is exact enough for float32 results (and much faster than long double).
-    work = np.float64 if dt == F32 else np.longdouble
-    fi = np.finfo(dt)
+    # float64 arithmetic is exact enough for float32 and 16-bit results (and much faster than
+    # long double).
+    work = np.longdouble if dt == F64 else np.float64
+    fi = finfo(dt)
     with np.errstate(all="ignore"):
         ex = np.asarray(exact).astype(work).reshape(actual.shape)
         a = actual.astype(work)

@@ -8,15 +8,23 @@ a test pass: a wider bound is a change of the contract.
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 F32 = np.dtype(np.float32)
 F64 = np.dtype(np.float64)
+F16 = np.dtype(np.float16)
+BF16 = np.dtype(ml_dtypes.bfloat16)
 
 # ----------------------------------------------------------------------------- torch parity
 
 # (rtol, atol) per dtype of the result: SPEC "results match torch".
 TOL = {F32: (1e-5, 1e-6), F64: (1e-12, 1e-13)}
+# float16 / bfloat16 results against torch's float64 on the same 16-bit inputs: each within 1
+# ulp of its format (ULP_LOW below), i.e. within 2^-10 / 2^-7 relative; absolute below the
+# format's smallest normal number, where ulps are not counted.
+TOL[F16] = (2.0**-10, 2.0**-14)
+TOL[BF16] = (2.0**-7, 2.0**-126)
 
 # torch's float64 oracle rounds x - lse with an absolute error of about eps * |x|, so its
 # exp(x - lse) is only good to ~ eps * max|x| relative: the property tests widen TOL[F64] to
@@ -74,3 +82,15 @@ SAME_TARGETS = (1e-13, 1e-8)
 MIXED_DTYPES = TOL[F64]
 # The avx2 and scalar paths on the same float32 data (FMA or not: not bit for bit). (rtol, atol)
 ISA_AGREEMENT_F32 = (2e-6, 1e-7)
+
+# ----------------------------------------------------------------------------- low precision
+
+# SPEC "Low precision": float32 arithmetic, float64 sums, each result rounded once into its
+# format, so within 1 ulp of the format (against a float64 reference on the same 16-bit inputs).
+ULP_LOW = 1.0
+# Against torch on the same 16-bit tensors: torch rounds its own intermediates to the format
+# (a bfloat16 log_softmax is x - lse with lse rounded to bfloat16 first), so the two may differ
+# by a few of the format's ulps, relative to the largest magnitude of the compared values
+# (an element that cancels to nearly 0 can be off by that much in absolute terms). (rtol, atol
+# as a multiple of the largest |value|)
+TORCH_LOW = {F16: (4 * 2.0**-10, 4 * 2.0**-10), BF16: (4 * 2.0**-7, 4 * 2.0**-7)}

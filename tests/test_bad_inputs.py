@@ -9,21 +9,26 @@ reports every failure at once. Valid but odd arguments: test_odd_inputs.py.
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 from _api import (
     BINARY,
     BUILDERS,
     CLASS,
+    ELEMENTWISE_LOSSES,
     LINEAR,
     LOSS_CLASSES,
     LOSSES,
     PRIMITIVES,
     ROW,
+    ROW_LOSS,
     Report,
     call,
     call_kwargs,
     differentiable_wrt,
+    first_array,
+    first_name,
     full_kwargs,
     funcs_of,
     is_reduced,
@@ -31,6 +36,7 @@ from _api import (
     public_classes,
     public_functions,
     split,
+    target_name,
 )
 
 import logitops as lo
@@ -75,17 +81,19 @@ def test_valid_call_works(name, rng):
 
 def _float_array_args(name: str, kw: dict) -> list[str]:
     base = split(name)[0]
-    out = [k for k in ("x", "input", "linear_weight", "linear_bias", "target", "weight", "pos_weight", "grad_output")
-           if isinstance(kw.get(k), np.ndarray)]
-    if base in CLASS or base in LINEAR:
-        out.remove("target")  # class indices: test_bad_class_targets
+    out = [k for k in ("x", "input", "inputs", "linear_weight", "linear_bias", "target", "targets", "weight",
+                       "pos_weight", "grad_output") if isinstance(kw.get(k), np.ndarray)]
+    if base in CLASS + ROW_LOSS + LINEAR:
+        out.remove("target")  # class indices: test_bad_class_targets (test_symmetric_ce.py)
     return out
 
 
 def _bad_replacements(v: np.ndarray):
     """(label, replacement, expected exception) for a float array argument."""
-    for dt in (np.int64, np.int32, np.uint8, np.bool_, np.complex128, np.float16, object):
+    # float16 and bfloat16 are taken (test_low_precision.py); other low-precision formats are not
+    for dt in (np.int64, np.int32, np.uint8, np.bool_, np.complex128, ml_dtypes.float8_e4m3fn, object):
         yield np.dtype(dt).name, v.astype(dt), TypeError
+    yield "V2", np.zeros(v.shape, "V2"), TypeError
     if np.finfo(np.longdouble).bits > 64:
         yield "longdouble", v.astype(np.longdouble), TypeError
     yield "list", v.tolist(), TypeError
@@ -169,7 +177,7 @@ def test_bad_class_targets(name, rng):
 def _shape_cases(name: str, kw: dict):
     """(label, replaced kwargs, argument the message must name) with a wrong shape."""
     base, variant = split(name)
-    x = kw["x"] if "x" in kw else kw["input"]
+    x = first_array(kw)
     if base in PRIMITIVES:
         if "out" in params(name):
             yield "out transposed", {**kw, "out": np.zeros(x.shape[::-1] + (2,), x.dtype)}, "out"
@@ -190,6 +198,14 @@ def _shape_cases(name: str, kw: dict):
         if "pos_weight" in kw:
             yield "pos_weight (C+1,)", {**kw, "pos_weight": np.ones(C + 1)}, "pos_weight"
             yield "pos_weight enlarging (3, N, C)", {**kw, "pos_weight": np.ones((3, N, C))}, "pos_weight"
+    if base in ELEMENTWISE_LOSSES:
+        N, C = x.shape
+        tn = target_name(kw)
+        yield "target (N, C+1)", {**kw, tn: np.full((N, C + 1), 0.5)}, tn
+        yield "target (C,) broadcastable", {**kw, tn: np.full((C,), 0.5)}, tn
+        if "weight" in kw:
+            yield "weight (C+1,)", {**kw, "weight": np.ones(C + 1)}, "weight"
+            yield "weight enlarging (2, N, C)", {**kw, "weight": np.ones((2, N, C))}, "weight"
     if base in CLASS:
         N, C = x.shape
         t = kw["target"]
@@ -216,6 +232,13 @@ def _shape_cases(name: str, kw: dict):
         yield "weight (V+1,)", {**kw, "weight": np.ones(V + 1)}, "weight"
         yield "input 0-d", {**kw, "input": np.array(1.0), "target": np.array(0)}, "input"
         yield "input (N, D, 2)", {**kw, "input": np.zeros((N, D, 2))}, "input"
+    if base in ROW_LOSS:
+        N, C = x.shape
+        yield "target (N+1,)", {**kw, "target": np.zeros(N + 1, np.int64)}, "target"
+        yield "target (N, 1)", {**kw, "target": np.zeros((N, 1), np.int64)}, "target"
+        yield "target 0-d", {**kw, "target": np.array(1)}, "target"
+        yield "input (N, C, 3), target (N,)", {**kw, "input": np.zeros((N, C, 3))}, "target"
+        yield "input (C,), target 0-d", {**kw, "input": np.zeros(C), "target": np.array(1)}, "input"
     if variant == "backward" and kw["reduction"] == "none":
         g = kw["grad_output"]
         yield "grad_output transposed", {**kw, "grad_output": np.ones(g.shape[::-1] + (2,))}, "grad_output"
@@ -323,7 +346,8 @@ def test_bad_out(name, rng):
     rep = Report()
     for dtype in (np.float32, np.float64):
         kw = full_kwargs(name, rng, dtype=dtype, reduction="mean")
-        x = kw["input"]
+        xn, tn = first_name(kw), target_name(kw)
+        x = kw[xn]
         other = np.float64 if dtype == np.float32 else np.float32
         rep.raises("out wrong shape", ValueError, ("out",), name, {**kw, "out": np.zeros(x.shape[::-1] + (1,), dtype)})
         rep.raises("out (N*C,)", ValueError, ("out",), name, {**kw, "out": np.zeros(x.size, dtype)})
@@ -336,18 +360,18 @@ def test_bad_out(name, rng):
         # A read-only input passed as out: it may not be written either.
         xi = x.copy()
         xi.flags.writeable = False
-        rep.raises("out = read-only input", ValueError, ("out",), name, {**kw, "input": xi, "out": xi})
+        rep.raises("out = read-only input", ValueError, ("out",), name, {**kw, xn: xi, "out": xi})
         # Partial overlap with input (a shifted view of the same buffer): unsupported.
         buf = np.concatenate([x.ravel(), np.zeros(3, dtype)])
         xin = buf[: x.size].reshape(x.shape)
         rep.raises("out overlaps input", ValueError, ("out",), name,
-                   {**kw, "input": xin, "out": buf[3:].reshape(x.shape)}, match="overlaps input")
+                   {**kw, xn: xin, "out": buf[3:].reshape(x.shape)}, match=f"overlaps {xn}")
         # out sharing memory with a float target of input's shape (probabilities for cross_entropy)
         kt = full_kwargs(name, rng, dtype=dtype, reduction="mean", probs=True) if split(name)[0] == "cross_entropy" else kw
-        if split(name)[0] != "nll_loss":
-            tgt = kt["target"].copy()
-            assert tgt.dtype == dtype and tgt.shape == kt["input"].shape
-            rep.raises("out is target", ValueError, ("out",), name, {**kt, "target": tgt, "out": tgt},
+        if split(name)[0] not in ("nll_loss",) + ROW_LOSS:  # (class indices: no float target)
+            tgt = kt[tn].copy()
+            assert tgt.dtype == dtype and tgt.shape == kt[xn].shape
+            rep.raises("out is target", ValueError, ("out",), name, {**kt, tn: tgt, "out": tgt},
                        match="share memory with target")
     rep.check()
 

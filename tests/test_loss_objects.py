@@ -1,7 +1,8 @@
 """The loss objects (SPEC.md, Loss objects): lo.BCELoss, lo.BCEWithLogitsLoss, lo.CrossEntropyLoss,
-lo.NLLLoss against torch.nn's modules for every constructor option (forward, backward, fused,
-attributes, the legacy arguments' warning at construction), their repr, and the seeds'
-equivalences written with them.
+lo.NLLLoss, lo.KLDivLoss, lo.SoftMarginLoss, lo.MultiLabelSoftMarginLoss against torch.nn's
+modules, lo.SigmoidFocalLoss against torchvision's function in a module (TorchSigmoidFocalLoss
+below), for every constructor option (forward, backward, fused, attributes, the legacy arguments'
+warning at construction), their repr, and the seeds' equivalences written with them.
 """
 
 from __future__ import annotations
@@ -16,17 +17,37 @@ import torch
 import torch.nn as nn
 from _api import LOSS_CLASSES
 from _helpers import assert_close
+from _oracle import torchvision_focal
 
 import logitops as lo
 
-CLASSES = tuple(LOSS_CLASSES)
+CLASSES = tuple(n for n in LOSS_CLASSES if hasattr(nn, n))  # torch.nn's own (others: their family's tests)
 REDUCTIONS = ("mean", "sum", "none")
+
+
+class TorchSigmoidFocalLoss(nn.Module):
+    """torchvision has the function only: the module lo.SigmoidFocalLoss stands for."""
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none") -> None:
+        super().__init__()
+        self.alpha, self.gamma, self.reduction = alpha, gamma, reduction
+
+    def forward(self, input, target):
+        return torchvision_focal(input, target, self.alpha, self.gamma, self.reduction)
+
+
+def torch_class(name):
+    return TorchSigmoidFocalLoss if name == "SigmoidFocalLoss" else getattr(nn, name)
+
+
+def takes(name, option):
+    return option in inspect.signature(getattr(lo, name)).parameters
 
 
 @pytest.mark.parametrize("name", CLASSES)
 def test_constructor_is_torchs(name):
     ours = inspect.signature(getattr(lo, name)).parameters
-    theirs = inspect.signature(getattr(nn, name).__init__).parameters
+    theirs = inspect.signature(torch_class(name).__init__).parameters
     assert [(p.name, p.default, p.kind) for p in ours.values()] == \
            [(p.name, p.default, p.kind) for p in theirs.values()][1:]  # torch's without self
     for method, params in (("__call__", ["input", "target"]), ("backward", ["grad_output", "input", "target", "wrt"]),
@@ -46,6 +67,12 @@ def data(name, rng, dtype=np.float64, shape=(6, 4)):
         y = rng.integers(0, shape[1], shape[:1] + shape[2:])
         y.reshape(-1)[:2] = [2, 1]  # so that ignore_index=2 ignores something
         return x.astype(dtype), y
+    if name == "KLDivLoss":  # log-probabilities against probabilities
+        x = rng.standard_normal(shape)
+        p = rng.uniform(0.01, 1, shape)
+        return (x - np.log(np.exp(x).sum(1, keepdims=True))).astype(dtype), (p / p.sum(1, keepdims=True)).astype(dtype)
+    if name == "SoftMarginLoss":
+        return (rng.standard_normal(shape) * 2).astype(dtype), rng.choice([-1.0, 1.0], shape).astype(dtype)
     x = rng.uniform(0.05, 0.95, shape) if name == "BCELoss" else rng.standard_normal(shape) * 2
     return x.astype(dtype), rng.uniform(0, 1, shape).astype(dtype)
 
@@ -53,10 +80,18 @@ def data(name, rng, dtype=np.float64, shape=(6, 4)):
 def option_sets(name, rng, dtype=np.float64):
     """Every constructor option alone and a few together, as keyword dicts of NumPy values."""
     w = rng.uniform(0.2, 2.0, 4).astype(dtype)
-    sets = [{}] + [{"reduction": r} for r in REDUCTIONS] + [{"weight": w}, {"weight": w, "reduction": "sum"}]
+    sets = [{}] + [{"reduction": r} for r in REDUCTIONS]
+    if name == "SigmoidFocalLoss":  # no weight, no legacy arguments
+        return sets + [{"alpha": a, "gamma": g, "reduction": r} for a, g, r in
+                       ((-1.0, 2.0, "sum"), (0.0, 1.0, "mean"), (1.0, 3.0, "none"), (0.5, 0.0, "sum"))]
+    if takes(name, "weight"):
+        sets += [{"weight": w}, {"weight": w, "reduction": "sum"}]
     sets += [{"size_average": sa, "reduce": rd} for sa, rd in itertools.product((None, True, False), repeat=2)
              if (sa, rd) != (None, None)]
     sets += [{"size_average": False, "reduction": "none"}, {"reduce": True, "reduction": "none"}]
+    if name == "KLDivLoss":
+        sets += [{"reduction": "batchmean"}, {"log_target": True}] + [{"log_target": True, "reduction": r}
+                                                                      for r in (*REDUCTIONS, "batchmean")]
     if name in ("CrossEntropyLoss", "NLLLoss"):
         sets += [{"ignore_index": 2}] + [{"ignore_index": 2, "weight": w, "reduction": r} for r in REDUCTIONS]
     if name == "CrossEntropyLoss":
@@ -72,7 +107,7 @@ def construct_both(name, opts):
     """(ours, torch's, [warnings of ours], [warnings of torch's]) built from the same options."""
     tops = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in opts.items()}
     built = []
-    for factory, kw in ((getattr(lo, name), opts), (getattr(nn, name), tops)):
+    for factory, kw in ((getattr(lo, name), opts), (torch_class(name), tops)):
         with warnings.catch_warnings(record=True) as ws:
             warnings.simplefilter("always")
             obj = factory(**kw)
@@ -107,6 +142,8 @@ def test_every_option_against_torch_nn(name, dtype, rng):
                     np.testing.assert_array_equal(getattr(ours, attr), t.numpy())
 
         x, t = data(name, rng, dtype)
+        if getattr(ours, "log_target", False):
+            t = np.log(t)
         tx = torch.from_numpy(x.copy()).requires_grad_(True)
         ref = theirs(tx, torch.from_numpy(t))
         got = ours(x, t)
@@ -187,6 +224,12 @@ def test_repr():
         "BCEWithLogitsLoss(reduction='mean', pos_weight=array(shape=(2,), dtype=float64))"
     with pytest.warns(UserWarning, match="reduction='none'"):
         assert repr(lo.BCELoss(reduce=False)) == "BCELoss(reduction='none')"  # resolved, as torch stores it
+    assert repr(lo.KLDivLoss(reduction="batchmean", log_target=True)) == \
+        "KLDivLoss(reduction='batchmean', log_target=True)"
+    assert repr(lo.SoftMarginLoss()) == "SoftMarginLoss(reduction='mean')"
+    assert repr(lo.MultiLabelSoftMarginLoss(w)) == \
+        "MultiLabelSoftMarginLoss(weight=array(shape=(3,), dtype=float32), reduction='mean')"
+    assert repr(lo.SigmoidFocalLoss(gamma=0.5)) == "SigmoidFocalLoss(gamma=0.5, reduction='none')"
 
 
 @pytest.mark.parametrize("name", CLASSES)
@@ -196,8 +239,10 @@ def test_bad_arguments(name, rng):
     for bad in ("avg", None, 0):
         with pytest.raises(ValueError, match="reduction"):
             getattr(lo, name)(reduction=bad)
-    with pytest.raises(TypeError, match="size_average"):
-        getattr(lo, name)(None, "sum")
+    if takes(name, "size_average"):
+        legacy_second = "size_average" if takes(name, "weight") else "reduce"  # the 2nd positional
+        with pytest.raises(TypeError, match=legacy_second):
+            getattr(lo, name)(None, "sum")
     x, t = data(name, rng)
     loss = getattr(lo, name)()
     for call in (lambda a: loss(a, t), lambda a: loss.backward(1.0, a, t), lambda a: loss.value_and_grad(a, t)):
@@ -207,8 +252,9 @@ def test_bad_arguments(name, rng):
             call(x.tolist())
     with pytest.raises(ValueError, match="target"):
         loss(x, t[:-1])
-    with pytest.raises(ValueError, match="weight"):
-        getattr(lo, name)(weight=np.ones(5))(x, t)
+    if takes(name, "weight"):
+        with pytest.raises(ValueError, match="weight"):
+            getattr(lo, name)(weight=np.ones(5))(x, t)
 
 
 # ----------------------------------------------------------------------------- the seeds' equivalences

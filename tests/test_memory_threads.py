@@ -16,7 +16,8 @@ import time
 
 import numpy as np
 import pytest
-from _api import LOSSES, call, call_kwargs, public_functions, split
+from _api import LOSSES, call, call_kwargs, first_array, first_name, public_functions, split
+from _helpers import LOW_DTYPES
 
 import logitops as lo
 from logitops import _core
@@ -33,7 +34,7 @@ def rss() -> int:
         return int(f.read().split()[1]) * PAGE
 
 
-def _variants(name: str, rng, shape, dtypes=(np.float32, np.float64)) -> list[dict]:
+def _variants(name: str, rng, shape, dtypes=(np.float32, np.float64, *LOW_DTYPES)) -> list[dict]:
     base = split(name)[0]
     out = []
     for dt in dtypes:
@@ -48,7 +49,7 @@ def _variants(name: str, rng, shape, dtypes=(np.float32, np.float64)) -> list[di
 
 def _raising(name: str, kw: dict) -> list[dict]:
     """Calls that raise after some work was done (validation deep in the call)."""
-    first = "x" if "x" in kw else "input"
+    first = first_name(kw)
     bad = [{**kw, first: kw[first].astype(np.int32)}]
     if "reduction" in kw:
         bad.append({**kw, "reduction": "avg"})
@@ -138,11 +139,11 @@ def test_eight_threads_match_serial(rng):
                     r = call(name, kw)
                     if not _same(r, serial[j]):
                         errors.append(f"thread {i}: {name} {kw.get('reduction', '')} "
-                                      f"{(kw.get('x', kw.get('input'))).shape} differs from serial")
+                                      f"{first_array(kw).shape} differs from serial")
                     # and one that raises, concurrently with the others' work
                     if j % 5 == 0:
                         try:
-                            call(name, {**kw, "x" if "x" in kw else "input": np.zeros(3, np.int8)})
+                            call(name, {**kw, first_name(kw): np.zeros(3, np.int8)})
                             errors.append(f"thread {i}: {name} accepted int8")
                         except TypeError:
                             pass

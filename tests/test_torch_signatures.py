@@ -10,6 +10,7 @@ import inspect
 import itertools
 import warnings
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -265,7 +266,7 @@ def test_softmax_backward_dtype_against_torch(name, rng):
 def test_bad_dtype_keyword(name, rng):
     x = rng.standard_normal((3, 4))
     args = (np.ones((3, 4)), x) if name.endswith("_backward") else (x,)
-    for bad in (np.float16, np.int32, "int64", "complex64", "nonsense", 3, object, np.dtype([("a", "f4")])):
+    for bad in (ml_dtypes.float8_e4m3fn, np.int32, "int64", "complex64", "nonsense", 3, object, np.dtype([("a", "f4")])):
         with pytest.raises(TypeError, match="dtype"):
             getattr(lo, name)(*args, dtype=bad)
     for bad_x in (np.ones((3, 4), np.complex64), x.tolist(), "x"):

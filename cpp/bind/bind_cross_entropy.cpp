@@ -10,8 +10,10 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "bind/common.h"
+#include "bind/low_precision.h"
 #include "kernels/cross_entropy.h"
 
 namespace logitops {
@@ -24,7 +26,63 @@ const CrossEntropyKernels<T>& kernels() {
 
 constexpr int64_t kCheckGrain = 65536;  // targets per chunk of the check
 
-// Returns (loss_sum, divisor, bad, losses, gradient):
+// A float16 / bfloat16 call (bind/low_precision.h): the 16-bit arrays, read and written
+// through float32 blocks around the float32 kernel.
+struct LowCe {
+  const uint16_t* input = nullptr;
+  const uint16_t* probs = nullptr;
+  const uint16_t* grad_output = nullptr;
+  uint16_t* loss_out = nullptr;
+  uint16_t* grad_out = nullptr;
+};
+
+using CeUnits = void (*)(LossOp, const CeArgs<float>&, int64_t, int64_t, double*);
+
+// Units [begin, end) of a 16-bit call: each block of rows (inner == 1) or each lane block
+// (inner > 1, gathered into a (C, lanes) block) becomes a problem of its own for the float32
+// kernel, `a` with its arrays replaced by the block's buffers; its gradient is written over
+// its input buffer (the kernels allow it), then rounded into the output.
+void low_ce_units(CeUnits fn, LossOp op, const CeArgs<float>& a, const LowCe& lp, const LowIo& io, int64_t begin,
+                  int64_t end, double* partial) {
+  const int64_t C = a.classes, inner = a.inner;
+  CeArgs<float> s = a;
+  if (inner == 1) {
+    const int64_t R = low_rows_per_block(C);
+    for (int64_t r0 = begin; r0 < end; r0 += R) {
+      const int64_t rows = std::min(R, end - r0), n = rows * C;
+      s.outer = rows;
+      s.input = io.read(0, lp.input + r0 * C, n);
+      s.probs = lp.probs ? io.read(1, lp.probs + r0 * C, n) : nullptr;
+      s.target = a.target ? a.target + r0 : nullptr;
+      s.grad_output = lp.grad_output ? io.read(2, lp.grad_output + r0, rows) : nullptr;
+      s.loss_out = lp.loss_out ? block_buffer(3, rows) : nullptr;
+      s.grad_out = lp.grad_out ? const_cast<float*>(s.input) : nullptr;
+      fn(op, s, 0, rows, partial);
+      if (lp.loss_out) io.write(s.loss_out, rows, lp.loss_out + r0);
+      if (lp.grad_out) io.write(s.grad_out, n, lp.grad_out + r0 * C);
+    }
+    return;
+  }
+  // The units of the float32 problem: a lane block is also one unit of its (C, lanes) block.
+  const int64_t B = ce_lane_block(C, inner, sizeof(float)), nb = (inner + B - 1) / B;
+  for (int64_t u = begin; u < end; ++u) {
+    const int64_t n = u / nb, i0 = (u % nb) * B, nl = std::min(B, inner - i0);
+    const int64_t off = n * C * inner + i0, s0 = n * inner + i0;
+    s.outer = 1;
+    s.inner = nl;
+    s.input = io.read_rows(0, lp.input + off, C, nl, inner);
+    s.probs = lp.probs ? io.read_rows(1, lp.probs + off, C, nl, inner) : nullptr;
+    s.target = a.target ? a.target + s0 : nullptr;
+    s.grad_output = lp.grad_output ? io.read(2, lp.grad_output + s0, nl) : nullptr;
+    s.loss_out = lp.loss_out ? block_buffer(3, nl) : nullptr;
+    s.grad_out = lp.grad_out ? const_cast<float*>(s.input) : nullptr;
+    fn(op, s, 0, 1, partial);
+    if (lp.loss_out) io.write(s.loss_out, nl, lp.loss_out + s0);
+    if (lp.grad_out) io.write_rows(s.grad_out, C, nl, inner, lp.grad_out + off);
+  }
+}
+
+// Returns (loss_sum, divisor, bad, losses, gradient, z_sum, z_divisor):
 //   loss_sum  the sum of the per-sample losses (loss ops with reduction mean/sum), else 0;
 //   divisor   what "mean" divides by: sum of w[y] over non-ignored class targets, or the number
 //             of samples for probability targets (0 for an input without elements); gradients
@@ -49,19 +107,29 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
   if (!std::isfinite(z_loss)) throw py::value_error("z_loss must be finite");
   if (!(softcap >= 0.0) || !std::isfinite(softcap)) throw py::value_error("softcap must be 0 (off) or positive");
   if (softcap != 0.0 && inner != 1) throw py::value_error("softcap: rows only (inner == 1)");
-  return by_float_dtype(input, "input", [&](auto tag) -> py::tuple {
-    using T = decltype(tag);
+  return by_storage(input, "input", [&](auto tag) -> py::tuple {
+    using St = decltype(tag);
+    using T = compute_t<St>;  // float for the 16-bit formats, whose arrays live in lp
+    constexpr bool low = is_low_v<St>;
     int64_t samples = 0, n = 0;
     if (outer < 0 || classes < 0 || inner < 0 || __builtin_mul_overflow(outer, inner, &samples) ||
         __builtin_mul_overflow(samples, classes, &n))
       throw py::value_error("input: bad layout");
     CeArgs<T> a{};
-    a.input = cdata<T>(input, "input");
+    LowCe lp{};
+    const py::dtype fmt = input.dtype();
+    if constexpr (low) {
+      lp.input = low_cdata(input, fmt, "input");
+      lp.probs = optional_low(probs, n, fmt, "target");
+    } else {
+      a.input = cdata<T>(input, "input");
+      a.probs = optional_data<T>(probs, n, "target");
+    }
+    const bool has_probs = low ? lp.probs != nullptr : a.probs != nullptr;
     if (static_cast<int64_t>(input.size()) != n) throw py::value_error("input has the wrong size");
     a.target = optional_data<int64_t>(target, samples, "target");
-    a.probs = optional_data<T>(probs, n, "target");
-    if (!a.target == !a.probs || (Nll && a.probs)) throw py::value_error("target: class indices or probabilities");
-    a.weight = optional_data<T>(weight, classes, "weight");
+    if (!a.target == !has_probs || (Nll && has_probs)) throw py::value_error("target: class indices or probabilities");
+    a.weight = optional_data<T>(weight, classes, "weight");  // float32 for the 16-bit formats
     a.outer = outer;
     a.classes = classes;
     a.inner = inner;
@@ -71,20 +139,33 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
     a.softcap = softcap;
     const auto& k = kernels<T>();
     a.weight_total = a.weight ? k.class_weight_sum(a.weight, classes) : static_cast<double>(classes);
-    a.grad_output = takes_grad_output(op) ? optional_data<T>(grad_output, samples, "grad_output") : nullptr;
+    if (takes_grad_output(op)) {
+      if constexpr (low)
+        lp.grad_output = optional_low(grad_output, samples, fmt, "grad_output");
+      else
+        a.grad_output = optional_data<T>(grad_output, samples, "grad_output");
+    }
 
     py::object loss_arr = py::none(), grad_arr = py::none();
     if (computes_loss(op) && reduction == Reduction::none) {
-      auto l = new_array<T>({static_cast<py::ssize_t>(samples)});
-      a.loss_out = l.mutable_data();
+      py::array l = new_result<St>({static_cast<py::ssize_t>(samples)}, input);
+      if constexpr (low)
+        lp.loss_out = static_cast<uint16_t*>(l.mutable_data());
+      else
+        a.loss_out = static_cast<T*>(l.mutable_data());
       loss_arr = l;
     }
     if (computes_grad(op)) {
       const std::vector<py::ssize_t> shape(input.shape(), input.shape() + input.ndim());
-      py::array g = out.is_none() ? py::array(new_array<T>(shape)) : out.cast<py::array>();
-      a.grad_out = out_data<T>(g, shape, "out");
+      py::array g = out.is_none() ? new_result<St>(shape, input) : out.cast<py::array>();
+      if constexpr (low)
+        lp.grad_out = low_out(g, shape, fmt, "out");
+      else
+        a.grad_out = out_data<T>(g, shape, "out");
       grad_arr = g;
     }
+    std::optional<LowIo> io;
+    if constexpr (low) io.emplace(St::format);
 
     const int64_t units = ce_units(outer, classes, inner, static_cast<int64_t>(sizeof(T)));
     const int64_t lanes = inner == 1 ? 1 : ce_lane_block(classes, inner, static_cast<int64_t>(sizeof(T)));
@@ -114,6 +195,7 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
         // No logits: nothing to compute, however many samples the shape counts (a zero-size
         // (2**40, 0, 2**20) input has 2**60 of them; looping over them would never end).
         if (a.loss_out) std::fill(a.loss_out, a.loss_out + samples, T(0));
+        if (lp.loss_out) std::fill(lp.loss_out, lp.loss_out + samples, uint16_t{0});  // +0 in both formats
       } else if (bad.load() == kNone) {
         a.grad_scale = reduction == Reduction::mean ? grad_value / divisor[0] : grad_value;
         a.z_grad_scale = reduction == Reduction::mean ? grad_value / divisor[1] : grad_value;
@@ -121,7 +203,13 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
         // A softcap costs a tanh per element besides the exp.
         const int64_t work = softcap != 0.0 ? 2 * unit_work : unit_work;
         parallel_reduce(
-            units, grain_for(work), parts, [&](int64_t b, int64_t e, double* partial) { fn(op, a, b, e, partial); },
+            units, grain_for(work), parts,
+            [&](int64_t b, int64_t e, double* partial) {
+              if constexpr (low)
+                low_ce_units(fn, op, a, lp, *io, b, e, partial);
+              else
+                fn(op, a, b, e, partial);
+            },
             sum);
       }
     }

@@ -165,6 +165,34 @@ struct ProbLoss {
   }
 };
 
+// Soft margin: sp(-y x) (binary.h). For y = +-1 this is LogitLoss's loss at t = (y + 1)/2; it
+// is its own policy because torch's number for other y is sp(-y x).
+template <class T, bool HasPW>
+struct SoftMarginLoss {
+  using S = Simd<T>;
+  using V = VecOf<T>;
+  static constexpr bool checks_range = false;
+  static constexpr bool takes_pos_weight = false;
+
+  static V loss(V x, V y, V) { return vsoftplus<T>(-(y * x)); }
+  // sigmoid(z) for z = -y x, given e = exp(-|z|).
+  static V sigmoid_z(V z, V e) { return sigmoid_pair_from_exp<T>(z, e).pos; }
+  static V grad_input(V x, V y, V) {
+    const V z = -(y * x);
+    return -(y * sigmoid_z(z, vexp_nonpos<T>(-S::abs(z))));
+  }
+  static V grad_target(V x, V y, V) {  // (torch has none; the binding never asks for it)
+    const V z = -(y * x);
+    return -(x * sigmoid_z(z, vexp_nonpos<T>(-S::abs(z))));
+  }
+  static void loss_and_grad(V x, V y, V, V& l, V& g) {
+    const V z = -(y * x);
+    const V e = vexp_nonpos<T>(-S::abs(z));
+    l = S::max(S::zero(), z) + vlog1p_unit<T>(e);
+    g = -(y * sigmoid_z(z, e));
+  }
+};
+
 // Lanes of v outside [0, 1] or NaN.
 template <class T>
 inline typename Simd<T>::M outside_unit(VecOf<T> v) {
@@ -282,15 +310,86 @@ int run_op(const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum)
 
 template <class T, template <class, bool> class Loss>
 int run(LossOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  return with_loss_op(op, [&](auto o) { return run_op<T, Loss, decltype(o)::value>(a, begin, end, loss_sum); });
+}
+
+// Multilabel soft margin over rows of C elements (binary.h): each row's BCE-with-logits terms
+// (LogitLoss without pos_weight, weights through a WeightCursor over the flat elements) summed
+// in double lanes and divided by C; the upstream gradient is per row (Ext) or the scalar
+// grad_scale, which holds 1/C (and 1/rows for "mean").
+template <class T, LossOp op, bool HasW, bool Ext>
+int run_rows(const BinaryArgs<T>& a, int64_t classes, int64_t row_begin, int64_t row_end, double* loss_sum) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  using P = LogitLoss<T, false>;
+  constexpr bool want_loss = computes_loss(op);
+  constexpr bool has_g = Ext && !want_loss;
+  constexpr bool store_loss = Ext && want_loss;
+  WeightCursor<T> wc(HasW ? a.weight : BroadcastView<T>{nullptr, 1, 1});
+  const V one = S::set(T(1));
+  double total = 0.0;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t base = row * classes;
+    T gs = a.grad_scale;
+    if constexpr (has_g) gs *= a.grad_output[row];
+    const V gv = S::set(gs);
+    typename S::Acc acc = S::acc_zero();
+    for (int64_t b = 0; b < classes; b += kBlock) {
+      const int64_t len = std::min(kBlock, classes - b);
+      const T* w = HasW ? wc.at(base + b, len) : nullptr;
+      vec_loop<T>(len, [&](int64_t j, auto r) {
+        const int64_t i = base + b + j;
+        const V x = load_n<T>(a.input + i, r, T(0));
+        const V t = load_n<T>(a.target + i, r, T(0));
+        V l = S::zero(), g = S::zero();
+        if constexpr (op == LossOp::loss) l = P::loss(x, t, one);
+        if constexpr (op == LossOp::loss_and_grad) P::loss_and_grad(x, t, one, l, g);
+        if constexpr (op == LossOp::grad_input) g = P::grad_input(x, t, one);
+        if constexpr (op == LossOp::grad_target) g = P::grad_target(x, t, one);
+        if constexpr (HasW) {
+          const V wv = load_n<T>(w + j, r, T(0));
+          if constexpr (want_loss) l = mul0<T>(wv, l);
+          g = op == LossOp::grad_target ? mul0<T>(wv, g) : wv * g;
+        }
+        if constexpr (computes_grad(op)) store_n<T>(a.grad_out + i, r, g * gv);  // after the loads
+        if constexpr (want_loss) S::acc_add(acc, keep_lanes<T>(l, r));
+      });
+    }
+    if constexpr (want_loss) {
+      const double row_loss = S::acc_sum(acc) / static_cast<double>(classes);  // 0/0 = nan for C = 0, as torch
+      if constexpr (store_loss)
+        a.loss_out[row] = static_cast<T>(row_loss);
+      else
+        total += row_loss;
+    }
+  }
+  if constexpr (want_loss && !store_loss) *loss_sum += total;
+  return 0;
+}
+
+template <class T, LossOp op>
+int rows_op(const BinaryArgs<T>& a, int64_t classes, int64_t row_begin, int64_t row_end, double* loss_sum) {
+  const bool ext = takes_grad_output(op) ? a.grad_output != nullptr : a.loss_out != nullptr;
+  return with_bool(a.weight.data != nullptr, [&](auto w) {
+    return with_bool(ext, [&](auto x) {
+      return run_rows<T, op, std::decay_t<decltype(w)>::value, std::decay_t<decltype(x)>::value>(a, classes, row_begin,
+                                                                                                 row_end, loss_sum);
+    });
+  });
+}
+
+template <class T>
+int multilabel(LossOp op, const BinaryArgs<T>& a, int64_t classes, int64_t row_begin, int64_t row_end,
+               double* loss_sum) {
   switch (op) {
     case LossOp::loss:
-      return run_op<T, Loss, LossOp::loss>(a, begin, end, loss_sum);
+      return rows_op<T, LossOp::loss>(a, classes, row_begin, row_end, loss_sum);
     case LossOp::grad_input:
-      return run_op<T, Loss, LossOp::grad_input>(a, begin, end, loss_sum);
+      return rows_op<T, LossOp::grad_input>(a, classes, row_begin, row_end, loss_sum);
     case LossOp::grad_target:
-      return run_op<T, Loss, LossOp::grad_target>(a, begin, end, loss_sum);
+      return rows_op<T, LossOp::grad_target>(a, classes, row_begin, row_end, loss_sum);
     case LossOp::loss_and_grad:
-      return run_op<T, Loss, LossOp::loss_and_grad>(a, begin, end, loss_sum);
+      return rows_op<T, LossOp::loss_and_grad>(a, classes, row_begin, row_end, loss_sum);
   }
   return 0;
 }
@@ -308,7 +407,7 @@ int check_probs(const T* input, const T* target, int64_t n) {
 
 template <class T>
 constexpr BinaryKernels<T> make_kernels() {
-  return {run<T, ProbLoss>, run<T, LogitLoss>, check_probs<T>};
+  return {run<T, ProbLoss>, run<T, LogitLoss>, run<T, SoftMarginLoss>, multilabel<T>, check_probs<T>};
 }
 
 }  // namespace

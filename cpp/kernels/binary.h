@@ -33,6 +33,18 @@
 //
 // A zero weight makes its element contribute exactly 0 to the loss and the target gradient,
 // even where the unweighted term is infinite (torch: 0 * inf = nan); NaN stays NaN.
+//
+// Soft margin (torch's soft_margin_loss), logits x, target y (+-1 by contract, any real taken):
+//   z = -y x (exact for y = +-1), loss = sp(z) = max(z, 0) + log1p(exp(-|z|))
+//   d/dx = -g y sigmoid(z)   (torch's log(1 + exp(z)) overflows for z > 88.7 / 709.8: inf, and
+//                             its gradient exp(z)/(1 + exp(z)) is nan there)
+//   = BCE-with-logits of (x, (y + 1)/2) for y = +-1; the loss op is its own policy because
+//   for other y torch's number is sp(-y x), not the BCE of a shifted target.
+//
+// Multilabel soft margin (torch's multilabel_soft_margin_loss): rows of C logits (the last
+// axis), the loss of a row is (1/C) sum_c w_c BCE-with-logits(x_c, t_c) (the logits formula
+// above, no pos_weight); `weight` is a BroadcastView over the flat (rows, C) elements.
+//   d/dx_c = g_row w_c [sigmoid(x_c) - t_c] / C,  d/dt_c = -g_row w_c x_c / C
 #pragma once
 
 #include <cstdint>
@@ -57,9 +69,9 @@ struct BinaryArgs {
   const T* target;
   BroadcastView<T> weight;
   BroadcastView<T> pos_weight;  // logits only
-  const T* grad_output;         // per-element upstream gradient ("none"), or nullptr
+  const T* grad_output;         // per-element (per-row: multilabel) upstream gradient ("none"), or nullptr
   T grad_scale;                 // multiplies every gradient: scalar upstream gradient, 1/N for mean
-  T* loss_out;                  // per-element loss ("none"), or nullptr: the loss is summed
+  T* loss_out;                  // per-element (per-row: multilabel) loss ("none"), or nullptr: summed
   T* grad_out;                  // the gradient (may be input itself)
 };
 
@@ -73,6 +85,11 @@ struct BinaryKernels {
   // target) outside [0, 1] or NaN; the outputs are then unspecified. logits never fail.
   int (*probs)(LossOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
   int (*logits)(LossOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
+  int (*soft_margin)(LossOp op, const BinaryArgs<T>& a, int64_t begin, int64_t end, double* loss_sum);
+  // Rows [row_begin, row_end) of `classes` elements each; *loss_sum gets the sum of the row
+  // losses (each already divided by classes). Never fails (returns 0).
+  int (*multilabel)(LossOp op, const BinaryArgs<T>& a, int64_t classes, int64_t row_begin, int64_t row_end,
+                    double* loss_sum);
   // The probability check alone over [0, n), for calls that overwrite their input.
   int (*check_probs)(const T* input, const T* target, int64_t n);
 };

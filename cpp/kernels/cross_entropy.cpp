@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "kernels/cross_entropy_parts.h"
+#include "kernels/short_rows.h"
 
 namespace logitops {
 namespace LO_TARGET {
@@ -279,6 +280,126 @@ void ce_rows_capped(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, d
     ce_rows_capped_impl<T, Md, false>(op, a, begin, end, loss_sum);
 }
 
+// ----------------------------------------------------------------------------- short rows
+
+// Class targets over rows of at most kShortClasses classes (short_rows.h): a block of rows is
+// transposed into a slab, the statistics, losses and gradient coefficients are formed W rows at
+// a time (the coefficients in double lanes, finalize's formulas), and the gradient is formed in
+// the slab and transposed back. The block is read whole before anything is written, so the
+// gradient buffer may be the input.
+template <class T, class Md>
+void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  static_assert(!Md::prob, "probability targets take the row path");
+  using S = Simd<T>;
+  using D = Simd<double>;
+  using V = typename S::V;
+  using VD = typename D::V;
+  constexpr int64_t B = ShortBlock<T>::B;
+  const int64_t C = a.classes;
+  const bool grad = op == LossOp::grad_input || op == LossOp::loss_and_grad;
+  const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
+  const Params<T> pr = params(a);
+  const double W = a.weight_total;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  ShortBlock<T> b;
+  alignas(64) double md[B], xy[B], wy[B], valid[B], gk[B], ey[B], dot[B], loss[B], coef_d[B], sub_d[B], tg[B];
+  alignas(64) T coef[B], sub[B], keep[B];
+  int64_t y[B];
+  auto sum = D::acc_zero();
+  for (int64_t r0 = begin; r0 < end; r0 += B) {
+    const int64_t n = std::min(B, end - r0);
+    short_load(b, a.input + r0 * C, n, C);
+    for (int64_t l = 0; l < b.lanes; ++l) {
+      const int64_t yl = l < n ? read_target(a, r0 + l) : a.ignore_index;
+      const bool v = l < n && counts_target(a, yl);
+      y[l] = v ? yl : -1;
+      valid[l] = v ? 1.0 : 0.0;
+      xy[l] = v ? static_cast<double>(b.x[yl * B + l]) : 0.0;
+      wy[l] = v ? (Md::weighted ? static_cast<double>(a.weight[yl]) : 1.0) : 0.0;
+    }
+    if (grad) {
+      for (int64_t l = 0; l < b.lanes; ++l)
+        gk[l] = a.grad_output && l < n ? static_cast<double>(a.grad_output[r0 + l]) * a.grad_scale : a.grad_scale;
+    }
+    if (grad)
+      short_stats<T, true, false>(b);
+    else
+      short_stats<T, false, false>(b);
+    for (int64_t l = 0; l < b.lanes; ++l) md[l] = static_cast<double>(b.m[l]);
+    if (grad)
+      for (int64_t l = 0; l < b.lanes; ++l) ey[l] = y[l] >= 0 ? static_cast<double>(b.e[y[l] * B + l]) : 0.0;
+    if constexpr (Md::dot) {  // sum_j a_j d_j, a_j = w_j (1 without weight)
+      alignas(64) T dt[B];
+      for (int64_t l = 0; l < b.lanes; l += S::W) {
+        const V mv = S::load(b.m + l);
+        LaneSum<T> acc;
+        for (int64_t c = 0; c < C; ++c) {
+          const V av = S::set(Md::weighted ? a.weight[c] : T(1));
+          acc.add(weighted_shift<T>(av, shifted<T>(S::load(b.x + c * B + l), mv)));
+        }
+        S::store(dt + l, acc.value());
+      }
+      for (int64_t l = 0; l < b.lanes; ++l) dot[l] = static_cast<double>(dt[l]);
+    }
+    // finalize's formulas, W rows at a time.
+    short_rows_double(b.lanes, [&](int64_t l, auto r) {
+      const VD others = load_n<double>(b.others + l, r, 0.0), m = load_n<double>(md + l, r, 0.0);
+      const VD x_y = load_n<double>(xy + l, r, 0.0), w_y = load_n<double>(wy + l, r, 0.0);
+      const auto ok = D::gt(load_n<double>(valid + l, r, 0.0), D::zero());
+      const auto no_limit = D::eq(m, D::set(-std::numeric_limits<double>::infinity()));  // all -inf
+      const VD L = vlog1p<double>(others), Z = D::set(1.0) + others;
+      const auto y_is_max = D::eq(x_y, m);
+      const VD dy = D::select(y_is_max, D::zero(), x_y - m);
+      VD ls = w_y * (L - dy);
+      if constexpr (Md::dot)
+        ls = D::set(pr.keep) * ls + D::set(pr.spread) * (D::set(W) * L - load_n<double>(dot + l, r, 0.0));
+      ls = D::select(no_limit, D::set(nan), ls);
+      store_n<double>(loss + l, r, D::select(ok, ls, D::zero()));
+      if (!grad) return;
+      const VD g = load_n<double>(gk + l, r, 0.0);
+      const VD A = Md::dot ? D::set(pr.keep) * w_y * g : w_y * g;
+      const VD Bc = Md::dot ? D::set(pr.spread) * g : D::zero();
+      VD cf = (Md::dot ? A + Bc * D::set(W) : A) / Z;
+      const VD e_y = load_n<double>(ey + l, r, 0.0);
+      const VD pm1 = D::select(y_is_max, -others, -(D::set(1.0) + (others - e_y))) / Z;
+      VD t = A * pm1;
+      if constexpr (Md::dot) t = t + Bc * (D::set(W) * (e_y / Z) - w_y);
+      cf = D::select(no_limit, D::set(nan), cf);
+      store_n<double>(coef_d + l, r, D::select(ok, cf, D::zero()));
+      store_n<double>(sub_d + l, r, D::select(ok, D::select(no_limit, D::set(nan), Bc), D::zero()));
+      store_n<double>(tg + l, r, D::select(no_limit, D::set(nan), t));
+    });
+    if (want_loss) {
+      if (a.loss_out) {
+        for (int64_t l = 0; l < n; ++l) a.loss_out[r0 + l] = static_cast<T>(loss[l]);
+      } else {
+        short_rows_double(n, [&](int64_t l, auto r) { D::acc_add(sum, load_n<double>(loss + l, r, 0.0)); });
+      }
+    }
+    if (!grad) continue;
+    for (int64_t l = 0; l < b.lanes; ++l) {
+      coef[l] = static_cast<T>(coef_d[l]);
+      sub[l] = static_cast<T>(sub_d[l]);
+      keep[l] = y[l] >= 0 ? T(1) : T(0);
+    }
+    for (int64_t l = 0; l < b.lanes; l += S::W) {
+      const V cf = S::load(coef + l), sb = S::load(sub + l);
+      const auto kp = S::gt(S::load(keep + l), S::zero());
+      for (int64_t c = 0; c < C; ++c) {
+        T* e = b.e + c * B + l;
+        V v = S::load(e) * cf;
+        if constexpr (Md::dot) v = v - sb * S::set(Md::weighted ? a.weight[c] : T(1));
+        S::store(e, S::select(kp, v, S::zero()));  // ignored rows get exactly 0, even where exp(d) is NaN
+      }
+    }
+    T* o = a.grad_out + r0 * C;
+    short_transpose_out(b.e, n, C, o);
+    for (int64_t l = 0; l < n; ++l)
+      if (y[l] >= 0) o[l * C + y[l]] = static_cast<T>(tg[l]);
+  }
+  if (want_loss && !a.loss_out) *loss_sum += D::acc_sum(sum);
+}
+
 // ----------------------------------------------------------------------------- lanes (inner > 1)
 
 // The lanes of one unit: x points at class 0 of lane 0; element (c, l) is x[c * inner + l].
@@ -449,6 +570,11 @@ template <class T>
 void cross_entropy_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   with_mode(a, [&](auto md) {
     using Md = decltype(md);
+    if constexpr (!Md::prob) {
+      // The short-row kernels know neither LLM head: z_loss or a softcap takes the row kernels.
+      if (a.inner == 1 && is_short_row(a.classes) && a.z_loss == 0.0 && a.softcap == 0.0)
+        return ce_short_rows<T, Md>(op, a, begin, end, loss_sum);
+    }
     if (a.inner == 1 && a.softcap > 0.0)
       ce_rows_capped<T, Md>(op, a, begin, end, loss_sum);
     else if (a.inner == 1)

@@ -23,6 +23,9 @@
 //   exponent/mantissa  x = mantissa(x) * 2^exponent(x), mantissa in [1, 2), x positive normal
 //   reduce_max, reduce_add over lanes
 //   Acc, acc_zero, acc_add, acc_sum   a wider accumulator (double lanes) for sums of V
+// Simd<float> only, W values of float16 / bfloat16 (uint16_t bit patterns) at a time, bit for
+// bit what simd/lowp_scalar.h does one at a time:
+//   load_f16, load_bf16 (widen, exact); store_f16, store_bf16 (round to nearest even)
 #pragma once
 
 #include <cstdint>

@@ -4,6 +4,8 @@
 
 #include <type_traits>
 
+#include "simd/lowp_scalar.h"
+
 namespace logitops {
 namespace LO_TARGET {
 
@@ -99,6 +101,12 @@ struct Simd {
   }
   // Once a sum is infinite its error term is inf - inf = NaN: the infinity is the answer.
   static double acc_sum(Acc acc) { return std::isfinite(acc.s) ? acc.s + acc.c : acc.s; }
+
+  // float16 / bfloat16 bit patterns (used with T = float only)
+  static V load_f16(const uint16_t* p) { return f16_to_f32(*p); }
+  static V load_bf16(const uint16_t* p) { return bf16_to_f32(*p); }
+  static void store_f16(uint16_t* p, V a) { *p = f32_to_f16(static_cast<float>(a)); }
+  static void store_bf16(uint16_t* p, V a) { *p = f32_to_bf16(static_cast<float>(a)); }
 };
 
 }  // namespace LO_TARGET

@@ -17,11 +17,23 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "Install it with `pip install .` from the source tree."
     ) from exc
 
-from . import _binary, _cross_entropy, _linear_cross_entropy, _modules
+from . import (
+    _binary,
+    _cross_entropy,
+    _divergence,
+    _linear_cross_entropy,
+    _margin,
+    _modules,
+    _partials,
+    _symmetric_ce,
+)
 from ._binary import *  # noqa: F401,F403  (its __all__)
 from ._cross_entropy import *  # noqa: F401,F403  (its __all__)
+from ._divergence import *  # noqa: F401,F403  (its __all__)
 from ._linear_cross_entropy import *  # noqa: F401,F403  (its __all__)
+from ._margin import *  # noqa: F401,F403  (its __all__)
 from ._modules import *  # noqa: F401,F403  (its __all__: the loss objects)
+from ._partials import LossPartials, combine_partials, loss_divisor, loss_partials  # noqa: F401
 from ._primitives import (
     log_sigmoid,
     log_sigmoid_backward,
@@ -34,6 +46,7 @@ from ._primitives import (
     softmax,
     softmax_backward,
 )
+from ._symmetric_ce import *  # noqa: F401,F403  (its __all__)
 
 __version__ = "0.1.0"
 
@@ -78,5 +91,9 @@ __all__ = [
     *_binary.__all__,
     *_cross_entropy.__all__,
     *_linear_cross_entropy.__all__,
+    *_margin.__all__,
+    *_divergence.__all__,
+    *_symmetric_ce.__all__,
     *_modules.__all__,
+    *_partials.__all__,
 ]

@@ -48,6 +48,7 @@ from ._checks import (
     legacy_reduction,
     reduce_loss,
     result_dtype,
+    weight_dtype,
 )
 
 __all__ = [
@@ -133,8 +134,8 @@ def _prepare(input: Any, target: Any, weight: Any, pos_weight: Any = None) -> _A
         )
     dt = result_dtype(input, target)
     shape = input.shape
-    return _Args(contiguous(input, dt), contiguous(target, dt), _broadcast_layout(weight, "weight", shape, dt),
-                 _broadcast_layout(pos_weight, "pos_weight", shape, dt), dt, shape, input.size)
+    return _Args(contiguous(input, dt), contiguous(target, dt), _broadcast_layout(weight, "weight", shape, weight_dtype(dt)),
+                 _broadcast_layout(pos_weight, "pos_weight", shape, weight_dtype(dt)), dt, shape, input.size)
 
 
 def _check_wrt(wrt: Any) -> int:
@@ -171,7 +172,8 @@ def _with_dtype(a: _Args, dt: np.dtype) -> _Args:
         return a
 
     def cast(w: _Weight) -> _Weight:
-        return w if w.data is None else w._replace(data=w.data.astype(dt))
+        wdt = weight_dtype(dt)
+        return w if w.data is None or w.data.dtype == wdt else w._replace(data=w.data.astype(wdt))
 
     return a._replace(
         input=a.input.astype(dt), target=a.target.astype(dt), weight=cast(a.weight),
@@ -303,3 +305,46 @@ def binary_cross_entropy_with_logits_value_and_grad(input: np.ndarray, target: n
     reduction = check_reduction(reduction)
     a = _prepare(input, target, weight, pos_weight)
     return _value_and_grad(_core.binary_cross_entropy_with_logits, a, reduction, out)
+
+
+# ----------------------------------------------------------------------------- partials
+# Mergeable partial results (_partials.py): the float64 loss sum and the mean's divisor (the
+# element count) of one block, from the kernels' own (loss_sum, divisor).
+
+
+def _partials(kw: dict[str, Any], logits: bool, grad_scale: float | None,
+              out: np.ndarray | None) -> tuple[float, float, np.ndarray | None]:
+    """(loss sum, divisor, gradient of grad_scale * loss sum or None) of the forward's arguments `kw`."""
+    a = _prepare(kw["input"], kw["target"], kw["weight"], kw.get("pos_weight"))
+    kernel = _core.binary_cross_entropy_with_logits if logits else _core.binary_cross_entropy
+    if grad_scale is None:
+        op = OP_LOSS
+    else:
+        op = OP_LOSS_AND_GRAD
+        if out is not None:
+            out = check_out(out, a.dtype, a.shape, a.input, True,
+                            (("target", a.target), ("weight", a.weight.data), ("pos_weight", a.pos_weight.data)))
+    total, divisor, status, _, grad = kernel(
+        op, REDUCTION_CODES["sum"], a.input, a.target, a.weight.data, a.weight.period, a.weight.block,
+        a.pos_weight.data, a.pos_weight.period, a.pos_weight.block, None,
+        1.0 if grad_scale is None else grad_scale, out)
+    if status & _BAD_INPUT:
+        raise ValueError("input: all elements should be probabilities between 0 and 1 (and not NaN)")
+    if status & _BAD_TARGET:
+        raise ValueError("target: all elements should be between 0 and 1 (and not NaN)")
+    return float(total), float(divisor), grad
+
+
+def _divisor(kw: dict[str, Any], logits: bool) -> float:
+    """The mean's divisor, the number of elements, from the arguments' shapes and dtypes alone
+    (checked as the forward checks them; no value is read: np.broadcast_to serves)."""
+    input, target = float_array(kw["input"], "input"), float_array(kw["target"], "target")
+    if target.shape != input.shape:
+        raise ValueError(
+            f"target has shape {target.shape} but input has shape {input.shape}: they must be the same"
+        )
+    dt = result_dtype(input, target)
+    _broadcast_layout(kw["weight"], "weight", input.shape, dt)
+    if logits:
+        _broadcast_layout(kw["pos_weight"], "pos_weight", input.shape, dt)
+    return float(input.size)

@@ -1,6 +1,7 @@
 """The C++ extension (cpp/bind/): kernels, dispatch and thread settings. Its functions are
 called only by the package's Python modules, which own the API: they validate the arguments,
-lay the arrays out (C-contiguous, aligned, one float dtype), reduce the losses and word the
+lay the arrays out (C-contiguous, aligned, one float dtype: float32, float64, float16 or
+bfloat16, whose arrays the extension reads through float32 blocks), reduce the losses and word the
 errors. The extension checks what its kernels rely on and raises ValueError/TypeError otherwise.
 """
 
@@ -33,6 +34,11 @@ def _set_isa(name: str) -> None: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 
+# float16 / bfloat16 <-> float32 conversion kernels, for the tests (the other functions take
+# float16 and bfloat16 arrays themselves).
+def _widen(x: np.ndarray) -> NDArray[np.float32]: ...
+def _narrow(x: NDArray[np.float32], like: np.ndarray) -> np.ndarray: ...
+
 # Primitives. Row functions take (rows, cols) arrays; logsumexp returns (rows,).
 def logsumexp(x: _Float) -> _Float: ...
 def log_softmax(x: _Float, out: _Float | None = None) -> _Float: ...
@@ -44,6 +50,11 @@ def log_sigmoid(x: _Float, out: _Float | None = None) -> _Float: ...
 def sigmoid(x: _Float, out: _Float | None = None) -> _Float: ...
 def log_sigmoid_backward(grad_output: _Float, x: _Float) -> _Float: ...
 def sigmoid_backward(grad_output: _Float, x: _Float) -> _Float: ...
+
+# SciPy's weighted logsumexp over (rows, cols): b is (rows, cols) or one (cols,) row shared by
+# every row. Returns (value (rows,), sign (rows,) or None).
+def weighted_logsumexp(x: _Float, b: _Float, want_sign: bool) -> tuple[_Float, _Float | None]: ...
+def weighted_logsumexp_backward(grad_output: _Float, x: _Float, b: _Float, want_sign: bool) -> _Float: ...
 
 # Binary losses: (loss_sum, divisor, BinaryStatus bits, per-element losses or None,
 # gradient or None). `op` and `reduction` are LossOp and Reduction codes.
@@ -70,3 +81,36 @@ def nll_loss(
     weight: _Float | None, outer: int, classes: int, inner: int, ignore_index: int, label_smoothing: float,
     grad_output: _Float | None, grad_value: float, out: _Float | None, z_loss: float = 0.0, softcap: float = 0.0,
 ) -> tuple[float, float, int, _Float | None, _Float | None, float, float]: ...
+
+# Margin losses (binary family): soft_margin_loss as binary_cross_entropy (no weights); the
+# multilabel loss per row: (sum of row losses, rows, 0, row losses or None, gradient or None).
+def soft_margin_loss(
+    op: int, reduction: int, input: _Float, target: _Float, weight: _Float | None, weight_period: int,
+    weight_block: int, pos_weight: _Float | None, pos_weight_period: int, pos_weight_block: int,
+    grad_output: _Float | None, grad_value: float, out: _Float | None,
+) -> tuple[float, float, int, _Float | None, _Float | None]: ...
+def multilabel_soft_margin_loss(
+    op: int, reduction: int, input: _Float, target: _Float, weight: _Float | None, weight_period: int,
+    weight_block: int, grad_output: _Float | None, grad_value: float, out: _Float | None,
+) -> tuple[float, float, int, _Float | None, _Float | None]: ...
+
+class DivergenceStatus(enum.IntFlag):
+    bad_target = 2
+
+# kl_div / sigmoid_focal_loss: (loss_sum, divisor, DivergenceStatus bits, per-element losses or
+# None, gradient or None); `divisor` is what "mean" divides by.
+def kl_div(
+    op: int, reduction: int, input: _Float, target: _Float, divisor: float, log_target: bool, alpha: float,
+    gamma: float, grad_output: _Float | None, grad_value: float, out: _Float | None,
+) -> tuple[float, float, int, _Float | None, _Float | None]: ...
+def sigmoid_focal_loss(
+    op: int, reduction: int, input: _Float, target: _Float, divisor: float, log_target: bool, alpha: float,
+    gamma: float, grad_output: _Float | None, grad_value: float, out: _Float | None,
+) -> tuple[float, float, int, _Float | None, _Float | None]: ...
+
+# Symmetric cross-entropy over (N, C) rows: (loss_sum, divisor N, first bad target's row or -1,
+# per-sample losses or None, gradient or None).
+def symmetric_cross_entropy(
+    op: int, reduction: int, input: _Float, target: NDArray[np.int64], alpha: float, beta: float, k: float,
+    prob_eps: float, grad_output: _Float | None, grad_value: float, out: _Float | None,
+) -> tuple[float, float, int, _Float | None, _Float | None]: ...

@@ -56,9 +56,11 @@ from ._checks import (
     contiguous,
     float_array,
     grad_scalar,
+    is_bfloat16,
     legacy_reduction,
+    promote,
     reduce_loss,
-    result_dtype,
+    weight_dtype,
 )
 
 __all__ = [
@@ -75,7 +77,6 @@ _REDUCTION = REDUCTION_CODES
 CeKernel = Callable[..., "tuple[float, float, int, np.ndarray | None, np.ndarray | None, float, float]"]
 _I64 = np.dtype(np.int64)
 _U64 = np.dtype(np.uint64)
-_F64 = np.dtype(np.float64)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -112,7 +113,9 @@ def _class_targets(target: np.ndarray, classes: int, ignore_index: int) -> np.nd
 
 
 def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool, extra_dtype: Any = None,
-             rows_ok: bool = True) -> _Prepared:
+             rows_ok: bool = True, read_input: bool = True) -> _Prepared:
+    """The checked arguments as the kernels take them. With read_input=False only the input's
+    shape and dtype are used (p.input and p.probs are left as given: no copies)."""
     if type(input) is not np.ndarray or input.dtype not in FLOAT_DTYPES:
         input = float_array(input, "input")
     shape = input.shape
@@ -143,8 +146,8 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
         p.sample_shape = (shape[0],) + shape[2:]
     kind = target.dtype.kind
     dt = input.dtype
-    if extra_dtype is not None and extra_dtype == _F64:
-        dt = _F64
+    if extra_dtype is not None and extra_dtype != dt and (extra_dtype.kind == "f" or is_bfloat16(extra_dtype)):
+        dt = promote(dt, extra_dtype)  # a grad_output of another float dtype (checked later)
     if kind in "iu":
         if target.shape != p.sample_shape:
             raise ValueError(
@@ -153,7 +156,7 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
             )
         p.target = _class_targets(target, p.classes, ignore_index)
         p.probs = None
-    elif kind == "f" and target.dtype.itemsize in (4, 8):
+    elif (kind == "f" and target.dtype.itemsize in (2, 4, 8)) or is_bfloat16(target.dtype):
         target = float_array(target, "target")  # byte-swapped: its values, in native order
         if nll:
             raise TypeError(f"target of nll_loss must have an integer dtype (class indices), got {target.dtype}")
@@ -172,12 +175,13 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
                 "ignore_index is not supported for floating point target (probabilities): got "
                 f"ignore_index={ignore_index}; only negative values, which no class has, are accepted"
             )
-        dt = result_dtype(input, target) if dt != _F64 else dt
+        dt = promote(dt, target.dtype)
         p.target = None
         p.probs = target
     else:
         raise TypeError(
-            f"target must have an integer dtype (class indices) or float32/float64 (probabilities), got {target.dtype}"
+            "target must have an integer dtype (class indices) or float32, float64, float16 or bfloat16 "
+            f"(probabilities), got {target.dtype}"
         )
 
     if weight is not None:
@@ -187,11 +191,14 @@ def _prepare(input: Any, target: Any, weight: Any, ignore_index: Any, nll: bool,
                 f"weight has shape {weight.shape}, expected ({p.classes},): one weight per class of input "
                 f"of shape {shape}"
             )
-        weight = contiguous(weight, dt)
+        weight = contiguous(weight, weight_dtype(dt))
     p.weight = weight
     p.dtype = dt
     p.shape = shape
     p.channels_last = False
+    if not read_input:
+        p.input = input
+        return p
     if input.flags.c_contiguous or not rows_ok or nd < 3:
         p.input = contiguous(input, dt)
     else:
@@ -279,17 +286,16 @@ def _run(kernel: CeKernel, op: int, p: _Prepared, ignore_index: int, label_smoot
         raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
     loss = None
     if op == OP_LOSS or op == OP_LOSS_AND_GRAD:
-        if divisor and reduction == "mean" and heads is None:  # the usual call, without reduce_loss's call
+        if divisor and reduction == "mean" and heads is None and p.dtype in FLOAT_DTYPES:
+            loss = p.dtype.type(total / divisor)  # the usual call, without reduce_loss's call
             loss = p.dtype.type(total / divisor)
         elif reduction == "none":
             assert losses is not None  # stored for "none"
             loss = losses.reshape(p.sample_shape)
         elif heads is not None and heads[0]:
             # Two parts, each with its own divisor (SPEC: the z part's mean is over the samples).
-            if reduction == "sum":
-                loss = p.dtype.type(total + z_total)
-            else:
-                loss = p.dtype.type(_mean_part(total, divisor) + _mean_part(z_total, z_divisor))
+            both = total + z_total if reduction == "sum" else _mean_part(total, divisor) + _mean_part(z_total, z_divisor)
+            loss = reduce_loss(both, 1.0, "sum", p.dtype)  # rounded once, into any dtype
         else:
             loss = reduce_loss(total, divisor, reduction, p.dtype)
     if grad is not None and p.channels_last:
@@ -464,3 +470,75 @@ def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.nd
     loss, grad = _run(_core.nll_loss, OP_LOSS_AND_GRAD, p, int(ignore_index), 0.0, reduction, out=out)
     assert grad is not None  # the fused op returns one
     return loss, grad
+
+
+# ----------------------------------------------------------------------------- partials
+# Mergeable partial results (_partials.py): the float64 loss sum and the mean's divisor of one
+# block, from the kernels' own (loss_sum, divisor), and the divisor alone from the targets.
+
+
+def _heads_of(kw: dict[str, Any], nll: bool) -> tuple[float, float]:
+    """(z_loss, softcap as the binding takes it) of the forward's arguments `kw`. A block's
+    partials are one (sum, divisor) pair: with z_loss that pair holds only while both parts'
+    means divide by the same number (no class weight: the non-ignored samples, or the samples
+    for probability targets)."""
+    if nll:
+        return 0.0, 0.0
+    z, cap = _check_z_loss(kw.get("z_loss", 0.0)), _check_softcap(kw.get("softcap"))
+    if z and kw.get("weight") is not None:
+        raise ValueError("z_loss with a class weight: its mean divides by the samples, the loss's by sum w[y], "
+                         "so no single (total, divisor) pair combines them; reduce the two parts separately")
+    return z, cap
+
+
+def _partials(kw: dict[str, Any], nll: bool, grad_scale: float | None,
+              out: np.ndarray | None) -> tuple[float, float, np.ndarray | None]:
+    """(loss sum, divisor, gradient of grad_scale * loss sum or None) of the forward's arguments `kw`."""
+    ls = 0.0 if nll else _check_label_smoothing(kw["label_smoothing"])
+    z, cap = _heads_of(kw, nll)
+    ignore_index = kw["ignore_index"]
+    p = _prepare(kw["input"], kw["target"], kw["weight"], ignore_index, nll, rows_ok=out is None)
+    op = OP_LOSS
+    if grad_scale is not None:
+        op = OP_LOSS_AND_GRAD
+        out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
+                        (("target", p.target), ("target", p.probs), ("weight", p.weight)))
+    kernel_out = out
+    if cap and p.inner != 1:
+        _rows_for_softcap(p)  # rows of a moved copy; the gradient goes back into out below
+        kernel_out = None
+    kernel = _core.nll_loss if nll else _core.cross_entropy
+    total, divisor, bad, _, grad, z_total, _ = kernel(
+        op, _REDUCTION["sum"], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner, int(ignore_index),
+        ls, None, 1.0 if grad_scale is None else grad_scale, kernel_out, z, cap)
+    if bad >= 0:
+        assert p.target is not None
+        raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
+    if grad is not None and p.channels_last:
+        grad = np.moveaxis(grad, -1, 1)
+    if grad is not None and out is not None and grad is not out:
+        out[...] = grad
+        grad = out
+    return float(total) + float(z_total), float(divisor), grad
+
+
+def _divisor(kw: dict[str, Any], nll: bool) -> float:
+    """The mean's divisor from the targets, the weight and the input's shape and dtype alone (the
+    input's values are never read: np.broadcast_to(0.0, shape) serves): sum of w[y] over the
+    class targets that are not ignored, else the number of samples. Every argument is checked
+    as the forward checks it, class targets as the kernels do."""
+    if not nll:
+        _check_label_smoothing(kw["label_smoothing"])
+    _heads_of(kw, nll)
+    ignore_index = kw["ignore_index"]
+    p = _prepare(kw["input"], kw["target"], kw["weight"], ignore_index, nll, read_input=False)
+    if p.target is None:  # probability targets: "mean" divides by the number of samples
+        return 0.0 if p.outer * p.classes * p.inner == 0 else float(p.outer * p.inner)
+    y = p.target.reshape(-1)
+    counted = y != int(ignore_index)
+    bad = counted & ((y < 0) | (y >= p.classes))
+    if bad.any():
+        raise IndexError(f"Target {int(y[int(np.argmax(bad))])} is out of bounds.")
+    if p.weight is None:
+        return float(np.count_nonzero(counted))
+    return float(np.sum(p.weight[y[counted]], dtype=np.float64))

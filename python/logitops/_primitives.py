@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._checks import check_float_dtype, check_out, contiguous, float_array, normalize_axes, result_dtype
+from ._checks import (
+    FLOAT_DTYPES,
+    check_float_dtype,
+    check_out,
+    contiguous,
+    float_array,
+    is_bfloat16,
+    normalize_axes,
+    result_dtype,
+)
 from ._rows import RowLayout
 
 Axis = Any  # int | tuple[int, ...] | None
@@ -25,25 +34,128 @@ def _layout(x: np.ndarray, axis: Axis) -> RowLayout:
     return RowLayout(x.shape, normalize_axes(x.ndim, axis))
 
 
-def logsumexp(x: np.ndarray, axis: Axis = -1, keepdims: bool = False) -> Any:
-    """log(sum(exp(x))) over `axis` (torch.logsumexp); -inf for an empty reduction."""
-    x = float_array(x, "x")
-    lay = _layout(x, axis)
-    out = _core.logsumexp(lay.to_rows(x, x.dtype))
-    return _scalar_or_array(out.reshape(lay.reduced_shape(keepdims, x.ndim)))
+def logsumexp(x: np.ndarray, axis: Axis = -1, keepdims: bool = False, *, b: Any = None,
+              return_sign: bool = False) -> Any:
+    """log(sum(exp(x))) over `axis` (torch.logsumexp); -inf for an empty reduction.
+
+    With `b` (SciPy's scipy.special.logsumexp): log|sum(b * exp(x))|, b broadcast against x (the
+    result has the broadcast shape, reduced), b == 0 dropping its term. `return_sign=True`
+    returns (value, sign) with sign +1, -1 or 0 (value -inf); without it a negative sum gives
+    NaN, as SciPy."""
+    if b is None and return_sign is False:
+        x = float_array(x, "x")
+        lay = _layout(x, axis)
+        out = _core.logsumexp(lay.to_rows(x, x.dtype))
+        return _scalar_or_array(out.reshape(lay.reduced_shape(keepdims, x.ndim)))
+    return _weighted_logsumexp(x, axis, keepdims, b, return_sign)
 
 
-def logsumexp_backward(grad_output: Any, x: np.ndarray, axis: Axis = -1, keepdims: bool = False) -> np.ndarray:
-    """Gradient of logsumexp with respect to x: grad_output * softmax(x) over `axis`."""
-    x = float_array(x, "x")
-    g = _grad_array(grad_output, x.dtype)
-    lay = _layout(x, axis)
-    want = lay.reduced_shape(keepdims, x.ndim)
+def _check_return_sign(return_sign: Any) -> bool:
+    if not isinstance(return_sign, (bool, np.bool_)):
+        raise TypeError(f"return_sign must be a bool, got {type(return_sign).__name__}")
+    return bool(return_sign)
+
+
+def _weights(b: Any, x: np.ndarray) -> np.ndarray:
+    """b as a float array (a Python real scalar takes x's dtype, as a weakly typed scalar)."""
+    if isinstance(b, (bool, np.bool_)):
+        raise TypeError("b must be a float32/float64 numpy.ndarray or a real number, got bool")
+    if isinstance(b, (int, float)) and not isinstance(b, np.floating):
+        return np.asarray(float(b), dtype=x.dtype)
+    if isinstance(b, np.floating):
+        b = np.asarray(b)
+    return float_array(b, "b")
+
+
+class _Weighted:
+    """x and b of one weighted call as the kernels' rows: b either x's rows or one shared row."""
+
+    __slots__ = ("x", "b", "lay", "shape", "x_shape", "dtype")
+
+    def __init__(self, x_arg: Any, axis: Axis, b_arg: Any, extra: np.ndarray | None = None) -> None:
+        x = float_array(x_arg, "x")
+        b = _weights(b_arg, x)
+        try:
+            shape = np.broadcast_shapes(x.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"b has shape {b.shape}, which does not broadcast against x of shape {x.shape}") from None
+        dt = result_dtype(x, b, extra)
+        nd = len(shape)
+        lay = _layout(np.broadcast_to(x, shape), axis) if shape != x.shape else _layout(x, axis)
+        self.lay, self.shape, self.x_shape, self.dtype = lay, shape, x.shape, dt
+        self.x = lay.to_rows(np.broadcast_to(x, shape) if shape != x.shape else x, dt)
+        b_full = (1,) * (nd - b.ndim) + b.shape
+        kept = lay.perm[: len(lay.perm) - len(lay.axes)] if nd else ()
+        if all(b_full[i] == 1 for i in kept) and nd:
+            # b varies along the reduced axes only: one row shared by every row, no copy per row.
+            row = np.broadcast_to(b.reshape(b_full), tuple(1 if i in kept else shape[i] for i in range(nd)))
+            self.b = contiguous(row.transpose(lay.perm), dt).reshape(lay.cols)
+        else:
+            self.b = lay.to_rows(np.broadcast_to(b, shape), dt)
+
+    def reduced_shape(self, keepdims: bool) -> tuple[int, ...]:
+        return self.lay.reduced_shape(keepdims, len(self.shape))
+
+
+def _weighted_logsumexp(x_arg: Any, axis: Axis, keepdims: bool, b_arg: Any, return_sign: Any) -> Any:
+    want_sign = _check_return_sign(return_sign)
+    if b_arg is None:
+        x = float_array(x_arg, "x")
+        lay = _layout(x, axis)
+        value = _core.logsumexp(lay.to_rows(x, x.dtype))
+        ones = np.where(np.isnan(value), value, np.where(value == -np.inf, 0.0, 1.0)).astype(x.dtype)
+        rshape = lay.reduced_shape(keepdims, x.ndim)
+        return _scalar_or_array(value.reshape(rshape)), _scalar_or_array(ones.reshape(rshape))
+    if (axis == -1 and type(axis) is int and type(x_arg) is np.ndarray and type(b_arg) is np.ndarray
+            and x_arg.ndim and x_arg.size and x_arg.dtype == b_arg.dtype and x_arg.dtype in FLOAT_DTYPES
+            and (b_arg.shape == x_arg.shape or b_arg.shape == x_arg.shape[-1:])
+            and x_arg.flags.c_contiguous and b_arg.flags.c_contiguous and x_arg.flags.aligned and b_arg.flags.aligned):
+        # The common case: the rows are the arrays themselves (b one row or x's shape).
+        cols = x_arg.shape[-1]
+        bb = b_arg.reshape(-1, cols) if b_arg.ndim == x_arg.ndim and x_arg.ndim > 1 else b_arg.reshape(cols)
+        value, sign = _core.weighted_logsumexp(x_arg.reshape(-1, cols), bb, want_sign)
+        shape = x_arg.shape[:-1] + ((1,) if keepdims else ())
+    else:
+        w = _Weighted(x_arg, axis, b_arg)
+        value, sign = _core.weighted_logsumexp(w.x, w.b, want_sign)
+        shape = w.reduced_shape(keepdims)
+    if want_sign:
+        assert sign is not None  # the binding returns one when asked
+        return _scalar_or_array(value.reshape(shape)), _scalar_or_array(sign.reshape(shape))
+    return _scalar_or_array(value.reshape(shape))
+
+
+def logsumexp_backward(grad_output: Any, x: np.ndarray, axis: Axis = -1, keepdims: bool = False, *,
+                       b: Any = None, return_sign: bool = False) -> np.ndarray:
+    """Gradient of logsumexp with respect to x: grad_output * softmax(x) over `axis`; with `b`,
+    grad_output * b * exp(x) / sum(b * exp(x)) (summed over the axes b's broadcast added to x).
+    `return_sign` as the forward's: without it a row with a negative sum has NaN gradients."""
+    if b is None:
+        x = float_array(x, "x")
+        g = _grad_array(grad_output, x.dtype)
+        lay = _layout(x, axis)
+        want = lay.reduced_shape(keepdims, x.ndim)
+        _check_grad_shape(g, want, lay)
+        dt = result_dtype(x, g)
+        out = _core.logsumexp_backward(contiguous(g, dt).reshape(lay.rows), lay.to_rows(x, dt))
+        return lay.from_rows(out, x.ndim)
+    want_sign = _check_return_sign(return_sign)
+    xa = float_array(x, "x")
+    g = _grad_array(grad_output, xa.dtype)
+    w = _Weighted(xa, axis, b, g)
+    _check_grad_shape(g, w.reduced_shape(keepdims), w.lay)
+    out = _core.weighted_logsumexp_backward(contiguous(g, w.dtype).reshape(w.lay.rows), w.x, w.b, want_sign)
+    grad = w.lay.from_rows(out, len(w.shape))
+    if w.shape != w.x_shape:  # b enlarged x: the gradient of a broadcast is the sum over its copies
+        lead = len(w.shape) - len(w.x_shape)
+        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(w.x_shape) if n == 1 and w.shape[lead + i] != 1)
+        grad = grad.sum(axis=axes, keepdims=True).reshape(w.x_shape) if axes else grad.reshape(w.x_shape)
+    return np.ascontiguousarray(grad) if grad.ndim else grad
+
+
+def _check_grad_shape(g: np.ndarray, want: tuple[int, ...], lay: RowLayout) -> None:
     if g.shape != want and not (g.size == lay.rows and g.size == int(np.prod(want, dtype=np.int64)) and g.ndim == len(want) == 0):
         raise ValueError(f"grad_output has shape {g.shape}, expected {want} (the shape of logsumexp(x))")
-    dt = result_dtype(x, g)
-    out = _core.logsumexp_backward(contiguous(g, dt).reshape(lay.rows), lay.to_rows(x, dt))
-    return lay.from_rows(out, x.ndim)
 
 
 def _checked_out(out: Any, x: np.ndarray) -> np.ndarray | None:
@@ -93,7 +205,7 @@ def _cast(a: Any, dtype: Any) -> Any:
     """a cast to `dtype` (torch's dtype= keyword: the input is cast before the operation), when
     it is a plain array of a real or bool dtype; anything else is left to float_array's checks."""
     dt = check_float_dtype(dtype)
-    if type(a) is np.ndarray and a.dtype.kind in "biuf" and a.dtype != dt:
+    if type(a) is np.ndarray and (a.dtype.kind in "biuf" or is_bfloat16(a.dtype)) and a.dtype != dt:
         return a.astype(dt)
     return a
 
@@ -104,7 +216,7 @@ def _row_grad_cast(fn: _Kernel, grad_output: Any, x: Any, axis: Axis, dtype: Any
     if dtype is None:
         return _row_grad(fn, grad_output, x, axis)
     grad = _row_grad(fn, _cast(grad_output, dtype), _cast(x, dtype), axis)
-    if type(x) is np.ndarray and x.dtype.kind == "f" and x.dtype != grad.dtype:
+    if type(x) is np.ndarray and (x.dtype.kind == "f" or is_bfloat16(x.dtype)) and x.dtype != grad.dtype:
         return grad.astype(x.dtype)
     return grad
 
