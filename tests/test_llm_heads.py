@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _helpers import DTYPES, F32, F64, assert_close, dtype_id, ulp_error, worst
+from _helpers import DTYPES, F32, F64, LOW_DTYPES, assert_close, dtype_id, ulp_error, worst
+from _tolerances import BF16, F16, ULP_LOW
 
 import logitops as lo
 from logitops import _linear_cross_entropy
@@ -461,3 +462,205 @@ def test_linear_nan_and_inf_inputs(dtype, rng):
         assert_close(a, e, dtype, rtol=1e-4 if dtype == F32 else None)
     one = lo.linear_cross_entropy(h2, W[:1, :1], np.zeros(9, np.int64), reduction="none")
     assert_close(one, np.zeros(9), dtype)
+
+
+# ----------------------------------------------------------------------------- short rows, 16-bit
+
+
+@pytest.mark.parametrize("C", [2, 3, 10, 32])
+@pytest.mark.parametrize("head", HEADS, ids=_opt_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_short_rows_with_heads(dtype, head, C, rng):
+    """C <= kShortClasses (the short-row kernels' range) with z_loss / softcap: the rows kernels
+    take these calls; values against the float64 reference, gradients against torch's float64
+    autograd, every option of class targets (weights, ignored rows, smoothing)."""
+    z, s = head["z"], head["s"]
+    for opts in (dict(), dict(weight=True, n_ignored=5), dict(weight=True, ls=0.2, n_ignored=2)):
+        opts = dict(opts)
+        ls = opts.pop("ls", 0.0)
+        x, t, w = make_case(rng, dtype, shape=(67, C), scale=4.0, **opts)  # 67: several blocks and a tail
+        for red in REDUCTIONS:
+            kw = dict(weight=w, reduction=red, label_smoothing=ls, z_loss=z, softcap=s)
+            want = ref_reduce(ref_losses(x, t, w, -100, ls, z, s), red)
+            what = f"C={C} {opts} ls={ls} {red}"
+            assert_close(lo.cross_entropy(x, t, **kw), want, dtype, what=what + " forward")
+            ones = np.ones(x.shape[0]) if red == "none" else np.float64(1.0)
+            _, tgrad = torch_grad(x, t, w, -100, ls, z, s, red, ones)
+            loss, grad = lo.cross_entropy_value_and_grad(x, t, **kw)
+            assert_close(loss, want, dtype, what=what + " loss")
+            assert_close(grad, tgrad, dtype, what=what + " grad")
+            g = rng.standard_normal(x.shape[0]) if red == "none" else np.float64(0.75)
+            _, tgrad_g = torch_grad(x, t, w, -100, ls, z, s, red, g)
+            assert_close(lo.cross_entropy_backward(g.astype(dtype), x, t, **kw), tgrad_g, dtype, what=what + " bwd")
+    # The heads did something on these short rows (a path that ignored them would pass above
+    # only if the reference ignored them too).
+    x, t, _ = make_case(rng, dtype, shape=(67, C), scale=20.0)
+    assert lo.cross_entropy(x, t, z_loss=z, softcap=s) != lo.cross_entropy(x, t)
+
+
+def _low_cases(rng, dt):
+    """(label, x, target, weight, ls): shapes short (C = 3, short-row range), several float32
+    blocks (C = 1100), spatial (lanes for z_loss, the moved rows for softcap)."""
+    out = []
+    for shape in ((9, 3), (11, 20), (40, 1100), (3, 6, 20)):
+        x = (rng.standard_normal(shape) * 4).astype(dt)
+        C = shape[1]
+        t = rng.integers(0, C, shape[:1] + shape[2:])
+        t.reshape(-1)[:2] = -100
+        w = rng.uniform(0.2, 2.0, C).astype(dt)
+        out.append((f"{shape}", x, t, None, 0.0))
+        out.append((f"{shape} weight ls", x, t, w, 0.1))
+    return out
+
+
+@pytest.mark.parametrize("head", HEADS, ids=_opt_id)
+@pytest.mark.parametrize("dt", LOW_DTYPES, ids=dtype_id)
+def test_low_precision_heads_within_one_ulp(dt, head, rng):
+    """float16 / bfloat16 logits with z_loss / softcap (the 16-bit block driver carries both):
+    every result in the input's dtype and within ULP_LOW of the float64 value on the same
+    16-bit inputs (forward, backward, value_and_grad; every reduction)."""
+    z, s = head["z"], head["s"]
+    for label, x, t, w, ls in _low_cases(rng, dt):
+        x64 = x.astype(np.float64)
+        w64 = None if w is None else w.astype(np.float64)
+        for red in REDUCTIONS:
+            kw = dict(weight=w, reduction=red, label_smoothing=ls, z_loss=z, softcap=s)
+            xt = torch.tensor(x64, requires_grad=True)
+            want = torch_loss(xt, t, w64, -100, ls, z, s, red)
+            gout = np.ones(t.shape) if red == "none" else np.float64(1.0)
+            want.backward(torch.tensor(gout))
+            want_loss, want_grad = want.detach().numpy(), xt.grad.numpy()
+            loss, grad = lo.cross_entropy_value_and_grad(x, t, **kw)
+            got = [("forward", lo.cross_entropy(x, t, **kw), want_loss), ("loss", loss, want_loss),
+                   ("grad", grad, want_grad),
+                   ("backward", lo.cross_entropy_backward(np.asarray(gout, dt) if red == "none" else 1.0, x, t, **kw),
+                    want_grad)]
+            for what, a, e in got:
+                a = np.asarray(a)
+                assert a.dtype == dt, (label, red, what, a.dtype)
+                err = ulp_error(a, np.asarray(e, np.float64))
+                assert float(err.max()) <= ULP_LOW, (label, red, what, float(err.max()))
+
+
+def torch_linear_heads(h, W, b, target, w, reduction, ls, z, s):
+    """float64 autograd of the composition (torch has no z_loss / softcap): (loss, grads)."""
+    th = torch.tensor(np.asarray(h, np.float64), requires_grad=True)
+    tW = torch.tensor(np.asarray(W, np.float64), requires_grad=True)
+    tb = None if b is None else torch.tensor(np.asarray(b, np.float64), requires_grad=True)
+    logits = th @ tW.T + (0 if tb is None else tb)
+    wt = None if w is None else np.asarray(w, np.float64)
+    if target.dtype.kind not in "iu":  # probabilities (bfloat16 included): their float64 values
+        target = target.astype(np.float64)
+    out = torch_loss(logits, target, wt, -100, ls, z, s, reduction)
+    out.sum().backward()
+    return (out.detach().numpy(), th.grad.numpy(), tW.grad.numpy(), None if tb is None else tb.grad.numpy())
+
+
+@pytest.mark.parametrize("head", [dict(z=0.0, s=None)] + HEADS, ids=_opt_id)
+@pytest.mark.parametrize("dt", LOW_DTYPES, ids=dtype_id)
+def test_linear_low_precision_within_one_ulp(dt, head, rng):
+    """float16 / bfloat16 hidden states, weights and bias (float32 arithmetic, each chunk of
+    hidden states widened in turn): the loss and all three gradients in the inputs' dtype,
+    within ULP_LOW of the float64 value on the same 16-bit inputs; probability targets too."""
+    z, s = head["z"], head["s"]
+    for opts in (dict(bias=True), dict(bias=True, weight=True, n_ignored=5), dict(probs=True)):
+        h, W, b, target, w = linear_case(rng, dt, **opts)
+        for red in REDUCTIONS:
+            want = torch_linear_heads(h, W, b, target, w, red, 0.1, z, s)
+            kw = dict(linear_bias=b, weight=w, reduction=red, label_smoothing=0.1, z_loss=z, softcap=s, chunk_size=8)
+            got = (lo.linear_cross_entropy(h, W, target, **kw),) + lo.linear_cross_entropy_value_and_grad(
+                h, W, target, **kw)
+            for what, a, e in zip(("forward", "loss", "grad_input", "grad_linear_weight", "grad_linear_bias"), got,
+                                  (want[0],) + want):
+                if e is None:
+                    assert a is None
+                    continue
+                a = np.asarray(a)
+                assert a.dtype == dt, (opts, red, what, a.dtype)
+                err = ulp_error(a, np.asarray(e, np.float64))
+                assert float(err.max()) <= ULP_LOW, (opts, red, what, float(err.max()))
+
+
+def test_linear_mixed_dtypes_promote_as_torch(rng):
+    """float16 hidden states with a bfloat16 weight compute (and return) float32, as torch."""
+    h, W, _, target, _ = linear_case(rng, F32)
+    loss, gh, gW, _ = lo.linear_cross_entropy_value_and_grad(h.astype(F16), W.astype(BF16), target, chunk_size=8)
+    assert np.asarray(loss).dtype == F32 and gh.dtype == F32 and gW.dtype == F32
+    want = torch_linear(h.astype(F16).astype(F32), W.astype(BF16).astype(F32), None, target, None, "mean", 0.0)
+    for a, e in zip((loss, gh, gW), want):
+        assert_close(a, e, F32, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_low_precision_widens_a_chunk_at_a_time(rng):
+    """bfloat16 hidden states 16384 x 256 (8 MB; a float32 copy of them: 16 MB): beside the
+    outputs, only chunk-sized buffers, the float32 weight and its gradient's accumulator."""
+    N, D, V, chunk = 16384, 256, 64, 128
+    h = rng.standard_normal((N, D)).astype(BF16)
+    W = (rng.standard_normal((V, D)) * 0.1).astype(BF16)
+    target = rng.integers(0, V, N)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        out = lo.linear_cross_entropy_value_and_grad(h, W, target, chunk_size=chunk)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    extra = peak - out[1].nbytes - out[2].nbytes
+    budget = 3 * V * D * 4 + 3 * chunk * max(V, D) * 4 + (1 << 20)  # W, grad_W (float32 and rounded), chunks
+    assert extra <= budget, (extra, budget)
+    assert budget < h.nbytes  # a whole float32 copy of the hidden states (2 h.nbytes) would fail
+
+
+def test_linear_unknown_low_precision_formats_raise_naming_the_argument(rng):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    h, W, b, target, _ = linear_case(rng, F32, bias=True)
+    bad_dt = np.dtype(ml_dtypes.float8_e4m3fn)
+    for arg, kw in (("input", dict(input=h.astype(bad_dt))), ("linear_weight", dict(linear_weight=W.astype(bad_dt))),
+                    ("linear_bias", dict(linear_bias=b.astype(bad_dt)))):
+        args = dict(input=h, linear_weight=W, target=target, linear_bias=b)
+        args.update(kw)
+        for f in (lo.linear_cross_entropy, lo.linear_cross_entropy_value_and_grad):
+            with pytest.raises(TypeError, match=arg):
+                f(**args)
+    with pytest.raises(TypeError, match="target"):
+        lo.linear_cross_entropy(h, W, np.zeros((h.shape[0], W.shape[0]), bad_dt))
+
+
+# ----------------------------------------------------------------------------- partials
+
+
+@pytest.mark.parametrize("probs", [False, True])
+@pytest.mark.parametrize("head", HEADS, ids=_opt_id)
+def test_partials_carry_z_loss_and_softcap(head, probs, rng):
+    """lo.loss_partials / loss_divisor / combine_partials over blocks give the whole call's
+    mean and sum, and the blocks' gradients (grad_scale = 1 / divisor) the whole gradient, with
+    z_loss and softcap; spatial inputs (softcap's moved rows) too."""
+    z, s = head["z"], head["s"]
+    x, t, _ = make_case(rng, F64, shape=(40, 9, 3), probs=probs, n_ignored=0 if probs else 7)
+    kw = dict(z_loss=z, softcap=s)
+    blocks = [(0, 13), (13, 14), (14, 40)]
+    parts = [lo.loss_partials(lo.cross_entropy, x[a:b], t[a:b], **kw) for a, b in blocks]
+    for red in ("mean", "sum"):
+        assert_close(lo.combine_partials(parts, red), lo.cross_entropy(x, t, reduction=red, **kw), F64, what=red)
+    D = lo.loss_divisor(lo.cross_entropy, x, t, **kw)
+    assert D == sum(p.divisor for p in parts)
+    _, want = lo.cross_entropy_value_and_grad(x, t, **kw)
+    got = np.empty_like(x)
+    for a, b in blocks:
+        p, g = lo.loss_partials(lo.cross_entropy_value_and_grad, x[a:b], t[a:b], grad_scale=1.0 / D,
+                                out=got[a:b], **kw)
+        assert g is not None
+    assert_close(got, want, F64)
+
+
+def test_partials_refuse_z_loss_with_a_class_weight(rng):
+    """Two means with different divisors do not fit one (total, divisor) pair: a clear error,
+    not a silently wrong mean."""
+    x, t, w = make_case(rng, F64, weight=True)
+    for f in (lo.loss_partials, lo.loss_divisor):
+        with pytest.raises(ValueError, match="z_loss"):
+            f(lo.cross_entropy, x, t, w, z_loss=1e-2)
+    # softcap alone, with a weight, is one mean: fine.
+    p = lo.loss_partials(lo.cross_entropy, x, t, w, softcap=5.0)
+    assert_close(lo.combine_partials([p]), lo.cross_entropy(x, t, w, softcap=5.0), F64)

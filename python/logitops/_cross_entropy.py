@@ -265,7 +265,7 @@ def _rows_for_softcap(p: _Prepared) -> None:
 
 def _mean_part(total: float, divisor: float) -> float:
     """reduce_loss's mean as a Python float (nan for 0/0, a signed inf for x/0)."""
-    return float(reduce_loss(total, divisor, "mean", _F64))
+    return float(reduce_loss(total, divisor, "mean", np.dtype(np.float64)))
 
 
 def _run(kernel: CeKernel, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,

@@ -21,8 +21,15 @@ n x V x itemsize, is held below half of linear_weight's own size (n <= D / 2), a
 the L3 cache's worth (so a small D does not force tiny chunks) nor below 128 rows (where BLAS
 loses efficiency).
 
-Probability targets take the same path (their rows are chunked like the logits). float32 and
-float64; class targets with weight, ignore_index (None: -100), label smoothing, every reduction.
+Probability targets take the same path (their rows are chunked like the logits). Class targets
+with weight, ignore_index (None: -100), label smoothing, every reduction.
+
+Dtypes: float32 and float64 compute in their own type. float16 / bfloat16 (SPEC "Low
+precision") compute in float32: each chunk of hidden states (and of probability targets) is
+widened when its turn comes, never the whole N x D; linear_weight is widened once (BLAS has no
+16-bit products), grad_linear_weight and grad_linear_bias accumulate in float32 and are rounded
+once at the end, grad_input is rounded a chunk at a time. Mixed dtypes promote as torch (float16
++ bfloat16 -> float32), also a chunk at a time.
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ import numpy as np
 
 from . import _core
 from ._checks import (
+    FLOAT_DTYPES,
     OP_LOSS,
     OP_LOSS_AND_GRAD,
     REDUCTION_CODES,
     check_reduction,
     contiguous,
     float_array,
+    is_bfloat16,
     reduce_loss,
     result_dtype,
 )
@@ -49,7 +58,7 @@ from ._cross_entropy import _check_label_smoothing, _check_softcap, _check_z_los
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_value_and_grad"]
 
 _I64 = np.dtype(np.int64)
-_F64 = np.dtype(np.float64)
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 _MIN_CHUNK, _MAX_CHUNK = 128, 4096
 _GRAD_WEIGHT_BLOCK_BYTES = 4 << 20  # the (vb x D) block of grad_weight's accumulation
 
@@ -78,14 +87,15 @@ def default_chunk_size(rows: int, classes: int, features: int, itemsize: int) ->
 
 class _Call:
     __slots__ = ("h", "w", "b", "target", "probs", "weight", "dtype", "rows", "classes", "features", "squeeze",
-                 "ignore_index", "label_smoothing", "z_loss", "softcap", "chunk", "reduction")
+                 "compute", "ignore_index", "label_smoothing", "z_loss", "softcap", "chunk", "reduction")
     h: np.ndarray
     w: np.ndarray
     b: np.ndarray | None
     target: np.ndarray | None
     probs: np.ndarray | None
     weight: np.ndarray | None
-    dtype: np.dtype
+    dtype: np.dtype  # the results' dtype
+    compute: np.dtype  # the arithmetic's: dtype, or float32 for float16 / bfloat16
     rows: int
     classes: int
     features: int
@@ -150,7 +160,7 @@ def _prepare(input: Any, linear_weight: Any, target: Any, linear_bias: Any, weig
             raise IndexError(f"Target {int(target.max())} is out of bounds.")
         c.target = contiguous(target.reshape(c.rows), _I64)
         c.dtype = result_dtype(h, w, b)
-    elif kind == "f" and target.dtype.itemsize in (4, 8):
+    elif (kind == "f" and target.dtype.itemsize in (2, 4, 8)) or is_bfloat16(target.dtype):
         target = float_array(target, "target")
         if target.shape != logits_shape:
             raise ValueError(f"target has shape {target.shape} but the logits have shape {logits_shape}: "
@@ -159,21 +169,23 @@ def _prepare(input: Any, linear_weight: Any, target: Any, linear_bias: Any, weig
             raise ValueError("ignore_index is not supported for floating point target (probabilities): got "
                              f"ignore_index={c.ignore_index}")
         c.dtype = result_dtype(h, w, b, target)
-        c.probs = contiguous(target.reshape(c.rows, c.classes), c.dtype)
+        c.probs = target.reshape(c.rows, c.classes)  # taken a chunk at a time (_chunk)
     else:
-        raise TypeError(
-            f"target must have an integer dtype (class indices) or float32/float64 (probabilities), got {target.dtype}")
+        raise TypeError("target must have an integer dtype (class indices) or float32, float64, float16 or "
+                        f"bfloat16 (probabilities), got {target.dtype}")
+    c.compute = c.dtype if c.dtype in FLOAT_DTYPES else _F32
     if weight is not None:
         weight = float_array(weight, "weight")
         if weight.shape != (c.classes,):
             raise ValueError(f"weight has shape {weight.shape}, expected ({c.classes},): one weight per class")
-        weight = contiguous(weight, c.dtype)
+        weight = contiguous(weight, c.compute)
     c.weight = weight
-    c.h = contiguous(h.reshape(c.rows, c.features), c.dtype)
-    c.w = contiguous(w, c.dtype)
-    c.b = None if b is None else contiguous(b, c.dtype)
+    h = h.reshape(c.rows, c.features)
+    c.h = contiguous(h, c.compute) if h.dtype == c.compute else h  # else widened a chunk at a time
+    c.w = contiguous(w, c.compute)
+    c.b = None if b is None else contiguous(b, c.compute)
     if chunk_size is None:
-        c.chunk = default_chunk_size(c.rows, c.classes, c.features, c.dtype.itemsize)
+        c.chunk = default_chunk_size(c.rows, c.classes, c.features, c.compute.itemsize)
     else:
         if isinstance(chunk_size, (bool, np.bool_)) or not isinstance(chunk_size, (numbers.Integral, np.integer)):
             raise TypeError(f"chunk_size must be a positive int or None, got {type(chunk_size).__name__}")
@@ -201,10 +213,17 @@ def _check_targets(c: _Call) -> tuple[float, float]:
     return float(np.sum(c.weight[y[valid]], dtype=np.float64)), count
 
 
-def _logits(c: _Call, i0: int, i1: int, buf: np.ndarray) -> np.ndarray:
-    out = buf[: i1 - i0]
+def _chunk(a: np.ndarray, i0: int, i1: int, dtype: np.dtype) -> np.ndarray:
+    """Rows [i0, i1) of `a` as C-contiguous `dtype` (a view when they already are; a widened
+    copy of just these rows otherwise)."""
+    return contiguous(a[i0:i1], dtype)
+
+
+def _logits(c: _Call, h: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    """The chunk's logits h @ W.T (+ b) in buf; h: the chunk's hidden states (compute dtype)."""
+    out = buf[: h.shape[0]]
     with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf in, NaN / inf out (as cross_entropy)
-        np.matmul(c.h[i0:i1], c.w.T, out=out)
+        np.matmul(h, c.w.T, out=out)
     if c.b is not None:
         out += c.b
     return out
@@ -215,12 +234,17 @@ def _kernel(c: _Call, op: int, reduction: str, logits: np.ndarray, i0: int, i1: 
     """Our cross-entropy on one chunk's logits: (loss_sum, divisor, losses, z_sum, z_divisor)."""
     total, divisor, bad, losses, _, z_total, z_divisor = _core.cross_entropy(
         op, REDUCTION_CODES[reduction], logits, None if c.target is None else c.target[i0:i1],
-        None if c.probs is None else c.probs[i0:i1], c.weight, i1 - i0, c.classes, 1, c.ignore_index,
+        None if c.probs is None else _chunk(c.probs, i0, i1, c.compute), c.weight, i1 - i0, c.classes, 1, c.ignore_index,
         c.label_smoothing, None, grad_value, out, z_loss, c.softcap)
     if bad >= 0:
         assert c.target is not None
         raise IndexError(f"Target {int(c.target[i0 + bad])} is out of bounds.")
     return total, divisor, losses, z_total, z_divisor
+
+
+def _scalar(value: float, dtype: np.dtype) -> Any:
+    """A float64 value as a NumPy scalar of `dtype`, rounded once (inf beyond float16's range)."""
+    return reduce_loss(value, 1.0, "sum", dtype)
 
 
 def _mean(total: float, divisor: float) -> float:
@@ -236,25 +260,27 @@ def linear_cross_entropy(input: np.ndarray, linear_weight: np.ndarray, target: n
     c = _prepare(input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing, z_loss,
                  softcap, chunk_size)
     n = c.rows
-    buf = np.empty((min(c.chunk, n), c.classes), c.dtype)
+    buf = np.empty((min(c.chunk, n), c.classes), c.compute)
     kred = "none" if c.reduction == "none" else "sum"
     losses = np.empty(n, c.dtype) if c.reduction == "none" else None
     total = divisor = z_total = z_divisor = 0.0
     for i0 in range(0, n, c.chunk):
         i1 = min(n, i0 + c.chunk)
-        t, d, part, zt, zd = _kernel(c, OP_LOSS, kred, _logits(c, i0, i1, buf), i0, i1, 1.0, c.z_loss, None)
+        logits = _logits(c, _chunk(c.h, i0, i1, c.compute), buf)
+        t, d, part, zt, zd = _kernel(c, OP_LOSS, kred, logits, i0, i1, 1.0, c.z_loss, None)
         total, divisor, z_total, z_divisor = total + t, divisor + d, z_total + zt, z_divisor + zd
         if losses is not None:
             assert part is not None
-            losses[i0:i1] = part
+            with np.errstate(over="ignore"):  # a float16 loss beyond 65504 is inf
+                losses[i0:i1] = part
     if losses is not None:
         return losses.reshape(()) if c.squeeze else losses
     if c.reduction == "sum":
-        return c.dtype.type(total + z_total)
+        return _scalar(total + z_total, c.dtype)
     value = _mean(total, divisor)
     if c.z_loss:
         value += _mean(z_total, z_divisor)
-    return c.dtype.type(value)
+    return _scalar(value, c.dtype)
 
 
 def linear_cross_entropy_value_and_grad(
@@ -269,9 +295,12 @@ def linear_cross_entropy_value_and_grad(
                  softcap, chunk_size)
     n, V, D = c.rows, c.classes, c.features
     divisor, count = _check_targets(c)
+    cd = c.compute
+    low = cd != c.dtype  # float16 / bfloat16 results: float32 accumulators, rounded once
     grad_h = np.empty((n, D), c.dtype)
-    grad_w = np.zeros((V, D), c.dtype) if n == 0 else np.empty((V, D), c.dtype)
-    grad_b = None if c.b is None else np.zeros(V, c.dtype)
+    grad_h_chunk = np.empty((min(c.chunk, n), D), cd) if low else None
+    grad_w = np.zeros((V, D), cd) if n == 0 else np.empty((V, D), cd)
+    grad_b = None if c.b is None else np.zeros(V, cd)
     if c.reduction == "mean":
         # Each chunk's gradient comes out final: the cross-entropy part scaled by 1/divisor, the
         # z part by 1/count (z_loss * divisor / count, scaled by 1/divisor with the rest).
@@ -281,21 +310,26 @@ def linear_cross_entropy_value_and_grad(
         grad_value, z_eff = 1.0, c.z_loss
     kred = "none" if c.reduction == "none" else "sum"
     losses = np.empty(n, c.dtype) if c.reduction == "none" else None
-    buf = np.empty((min(c.chunk, n), V), c.dtype)
-    vb = max(1, min(V, _GRAD_WEIGHT_BLOCK_BYTES // max(1, D * c.dtype.itemsize)))
-    block = np.empty((vb, D), c.dtype) if n > c.chunk else None
+    buf = np.empty((min(c.chunk, n), V), cd)
+    vb = max(1, min(V, _GRAD_WEIGHT_BLOCK_BYTES // max(1, D * cd.itemsize)))
+    block = np.empty((vb, D), cd) if n > c.chunk else None
     total = z_total = 0.0
     for i0 in range(0, n, c.chunk):
         i1 = min(n, i0 + c.chunk)
-        g = _logits(c, i0, i1, buf)
+        h = _chunk(c.h, i0, i1, cd)
+        g = _logits(c, h, buf)
         t, _, part, zt, _ = _kernel(c, OP_LOSS_AND_GRAD, kred, g, i0, i1, grad_value, z_eff, g)  # g: dloss/dlogits
         total, z_total = total + t, z_total + zt
         if losses is not None:
             assert part is not None
-            losses[i0:i1] = part
-        h = c.h[i0:i1]
+            with np.errstate(over="ignore"):  # a float16 loss beyond 65504 is inf
+                losses[i0:i1] = part
         with np.errstate(invalid="ignore", over="ignore"):
-            np.matmul(g, c.w, out=grad_h[i0:i1])
+            if grad_h_chunk is None:
+                np.matmul(g, c.w, out=grad_h[i0:i1])
+            else:
+                np.matmul(g, c.w, out=grad_h_chunk[: i1 - i0])
+                grad_h[i0:i1] = grad_h_chunk[: i1 - i0]  # rounded once into the 16-bit rows
             if i0 == 0:
                 np.matmul(g.T, h, out=grad_w)
             else:
@@ -310,9 +344,13 @@ def linear_cross_entropy_value_and_grad(
     if losses is not None:
         loss: Any = losses.reshape(()) if c.squeeze else losses
     elif c.reduction == "sum":
-        loss = c.dtype.type(total + z_total)
+        loss = _scalar(total + z_total, c.dtype)
     else:
-        loss = c.dtype.type(_mean(total + z_total, divisor))
+        loss = _scalar(_mean(total + z_total, divisor), c.dtype)
     if c.squeeze:
         grad_h = grad_h.reshape(D)
+    if low:
+        with np.errstate(over="ignore"):  # beyond float16's range: inf, correctly rounded
+            grad_w = grad_w.astype(c.dtype)
+            grad_b = None if grad_b is None else grad_b.astype(c.dtype)
     return loss, grad_h, grad_w, grad_b
