@@ -42,15 +42,28 @@ using CeUnits = void (*)(LossOp, const CeArgs<float>&, int64_t, int64_t, double*
 // (inner > 1, gathered into a (C, lanes) block) becomes a problem of its own for the float32
 // kernel, `a` with its arrays replaced by the block's buffers; its gradient is written over
 // its input buffer (the kernels allow it), then rounded into the output.
-void low_ce_units(CeUnits fn, LossOp op, const CeArgs<float>& a, const LowCe& lp, const LowIo& io, int64_t begin,
-                  int64_t end, double* partial) {
+// Rows the kernels take in 16 bits themselves (`rows16`, the call's table for a cross_entropy, null
+// for nll_loss: cross_entropy_low_rows) get only their small float32 arrays (upstream gradients,
+// losses) from blocks.
+void low_ce_units(CeUnits fn, const CrossEntropyTable* rows16, LowFormat fmt, LossOp op, const CeArgs<float>& a,
+                  const LowCe& lp, const LowIo& io, int64_t begin, int64_t end, double* partial) {
   const int64_t C = a.classes, inner = a.inner;
   CeArgs<float> s = a;
   if (inner == 1) {
     const int64_t R = low_rows_per_block(C);
+    const bool in_kernel = rows16 && rows16->takes_low_rows(op, a);
     for (int64_t r0 = begin; r0 < end; r0 += R) {
       const int64_t rows = std::min(R, end - r0), n = rows * C;
       s.outer = rows;
+      if (in_kernel) {
+        s.target = a.target + r0;
+        s.grad_output = lp.grad_output ? io.read(2, lp.grad_output + r0, rows) : nullptr;
+        s.loss_out = lp.loss_out ? block_buffer(3, rows) : nullptr;
+        rows16->cross_entropy_low_rows(fmt, op, s, lp.input + r0 * C, lp.grad_out ? lp.grad_out + r0 * C : nullptr, 0,
+                                       rows, partial);
+        if (lp.loss_out) io.write(s.loss_out, rows, lp.loss_out + r0);
+        continue;
+      }
       s.input = io.read(0, lp.input + r0 * C, n);
       s.probs = lp.probs ? io.read(1, lp.probs + r0 * C, n) : nullptr;
       s.target = a.target ? a.target + r0 : nullptr;
@@ -200,13 +213,14 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
         a.grad_scale = reduction == Reduction::mean ? grad_value / divisor[0] : grad_value;
         a.z_grad_scale = reduction == Reduction::mean ? grad_value / divisor[1] : grad_value;
         const auto fn = Nll ? k.nll_loss : k.cross_entropy;
+        const CrossEntropyTable* rows16 = Nll ? nullptr : &LO_ACTIVE_TABLE(cross_entropy_table);
         // A softcap costs a tanh per element besides the exp.
         const int64_t work = softcap != 0.0 ? 2 * unit_work : unit_work;
         parallel_reduce(
             units, grain_for(work), parts,
             [&](int64_t b, int64_t e, double* partial) {
               if constexpr (low)
-                low_ce_units(fn, op, a, lp, *io, b, e, partial);
+                low_ce_units(fn, rows16, St::format, op, a, lp, *io, b, e, partial);
               else
                 fn(op, a, b, e, partial);
             },

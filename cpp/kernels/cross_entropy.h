@@ -52,6 +52,7 @@
 #include <cstdint>
 
 #include "isa_list.h"
+#include "kernels/convert.h"
 #include "kernels/loss_op.h"
 
 namespace logitops {
@@ -111,6 +112,16 @@ struct CrossEntropyKernels {
 struct CrossEntropyTable {
   CrossEntropyKernels<float> f32;
   CrossEntropyKernels<double> f64;
+  // 16-bit calls (float16 / bfloat16, format fmt) where the float32 call would take the row
+  // kernels (inner == 1, class targets, no softcap, not short rows; op loss, grad_input or
+  // loss_and_grad: takes_low_rows) run cross_entropy_low_rows over their rows [begin, end): the
+  // logits read from `input` and the gradient written to `grad_out` (16-bit, or null without a
+  // gradient) through float32 rows in the thread's scratch, each 16-bit byte read once and
+  // written once. a.input and a.grad_out are unused; the other arrays of `a` are float32, as in a
+  // float32 call. The other 16-bit calls run float32 blocks (cpp/bind/low_precision.h).
+  bool (*takes_low_rows)(LossOp op, const CeArgs<float>& a);
+  void (*cross_entropy_low_rows)(LowFormat fmt, LossOp op, const CeArgs<float>& a, const uint16_t* input,
+                                 uint16_t* grad_out, int64_t begin, int64_t end, double* loss_sum);
 };
 
 LO_DECLARE_TABLE(const CrossEntropyTable&, cross_entropy_table)
