@@ -11,6 +11,10 @@ grad_weight) each call allocates: the memory the call needs beyond its inputs an
 
     python bench/linear_ce.py                 # N=4096, D=1024, V=32000 and V=128256
     python bench/linear_ce.py --repeats 3 --cases 4096x1024x32000
+    OPENBLAS_NUM_THREADS=1 python bench/linear_ce.py   # one thread everywhere
+
+Threads: OPENBLAS_NUM_THREADS (NumPy's BLAS reads it at import) if set, else every CPU; torch
+and logitops get the same number.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 
 CASES = {"4096x1024x32000": (4096, 1024, 32000), "4096x1024x128256": (4096, 1024, 128256)}
 IMPLS = ("products", "ours", "torch_naive", "torch_chunked")
+THREADS = int(os.environ.get("OPENBLAS_NUM_THREADS") or os.cpu_count() or 1)
 
 
 def _status_kb(key: str) -> int:
@@ -43,6 +48,7 @@ def _reset_peak() -> None:
 def _child(impl: str, N: int, D: int, V: int, repeats: int, conn) -> None:
     import logitops as lo
 
+    lo.set_num_threads(THREADS)
     rng = np.random.default_rng(0)
     h = rng.standard_normal((N, D), dtype=np.float32)
     W = (rng.standard_normal((V, D), dtype=np.float32) * 0.03).astype(np.float32)
@@ -75,7 +81,7 @@ def _child(impl: str, N: int, D: int, V: int, repeats: int, conn) -> None:
         import torch
         import torch.nn.functional as F
 
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(THREADS)
         th = torch.from_numpy(h).requires_grad_(True)
         tW = torch.from_numpy(W).requires_grad_(True)
         ty = torch.from_numpy(y)
@@ -127,7 +133,7 @@ def main() -> None:
         import logitops as lo
 
         chunk = lo._linear_cross_entropy.default_chunk_size(N, V, D, 4)
-        print(f"## N={N} D={D} V={V} float32, chunk={chunk}, {os.cpu_count()} threads")
+        print(f"## N={N} D={D} V={V} float32, chunk={chunk}, {THREADS} threads")
         print("| implementation | median s | min s | peak above inputs+outputs MB |")
         print("| --- | --- | --- | --- |")
         res = {}

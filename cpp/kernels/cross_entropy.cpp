@@ -757,8 +757,10 @@ void nll_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double
   *loss_sum += sum;
 }
 
-template <class T>
-int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum) {
+// Count: also count the non-ignored samples (z_loss's divisor); a template argument, so the
+// usual call's loop is the one without z_loss.
+template <class T, bool Count>
+int64_t check_targets_impl(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum) {
   double s = 0.0;
   int64_t bad = -1, counted = 0;
   for (int64_t i = begin; i < end; ++i) {
@@ -769,11 +771,17 @@ int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* we
       break;
     }
     s += a.weight ? static_cast<double>(a.weight[y]) : 1.0;
-    ++counted;
+    if constexpr (Count) ++counted;
   }
   *weight_sum += s;
-  if (a.z_loss != 0.0) weight_sum[1] += static_cast<double>(counted);
+  if constexpr (Count) weight_sum[1] += static_cast<double>(counted);
   return bad;
+}
+
+template <class T>
+int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum) {
+  return a.z_loss != 0.0 ? check_targets_impl<T, true>(a, begin, end, weight_sum)
+                         : check_targets_impl<T, false>(a, begin, end, weight_sum);
 }
 
 // W = sum_c weight[c], in class order (its rounding does not depend on the thread count).

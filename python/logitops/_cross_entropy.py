@@ -73,8 +73,8 @@ __all__ = [
 ]
 
 _REDUCTION = REDUCTION_CODES
-# The multiclass bindings: (loss_sum, divisor, bad, losses, gradient, z_sum, z_divisor).
-CeKernel = Callable[..., "tuple[float, float, int, np.ndarray | None, np.ndarray | None, float, float]"]
+# The multiclass bindings without heads: (loss_sum, divisor, bad, losses, gradient).
+CeKernel = Callable[..., "tuple[float, float, int, np.ndarray | None, np.ndarray | None]"]
 _I64 = np.dtype(np.int64)
 _U64 = np.dtype(np.uint64)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -273,12 +273,12 @@ def _run(kernel: CeKernel, op: int, p: _Prepared, ignore_index: int, label_smoot
          heads: tuple[float, float] | None = None) -> tuple[Any, np.ndarray | None]:
     """(loss: reduced per `reduction`, or None for a gradient op; gradient or None). `heads`:
     (z_loss, softcap) when either is on (softcap 0.0 for off)."""
-    if heads is None:  # the usual call: the binding's defaults (z_loss and softcap off)
-        total, divisor, bad, losses, grad, z_total, z_divisor = kernel(
+    if heads is None:  # the usual call: the binding without heads
+        total, divisor, bad, losses, grad = kernel(
             op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner,
             ignore_index, label_smoothing, grad_output, grad_value, out)
-    else:
-        total, divisor, bad, losses, grad, z_total, z_divisor = kernel(
+    else:  # cross_entropy only (nll_loss has no heads)
+        total, divisor, bad, losses, grad, z_total, z_divisor = _core.cross_entropy_heads(
             op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner,
             ignore_index, label_smoothing, grad_output, grad_value, out, heads[0], heads[1])
     if bad >= 0:
@@ -288,7 +288,6 @@ def _run(kernel: CeKernel, op: int, p: _Prepared, ignore_index: int, label_smoot
     if op == OP_LOSS or op == OP_LOSS_AND_GRAD:
         if divisor and reduction == "mean" and heads is None and p.dtype in FLOAT_DTYPES:
             loss = p.dtype.type(total / divisor)  # the usual call, without reduce_loss's call
-            loss = p.dtype.type(total / divisor)
         elif reduction == "none":
             assert losses is not None  # stored for "none"
             loss = losses.reshape(p.sample_shape)
@@ -507,10 +506,13 @@ def _partials(kw: dict[str, Any], nll: bool, grad_scale: float | None,
     if cap and p.inner != 1:
         _rows_for_softcap(p)  # rows of a moved copy; the gradient goes back into out below
         kernel_out = None
-    kernel = _core.nll_loss if nll else _core.cross_entropy
-    total, divisor, bad, _, grad, z_total, _ = kernel(
-        op, _REDUCTION["sum"], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner, int(ignore_index),
-        ls, None, 1.0 if grad_scale is None else grad_scale, kernel_out, z, cap)
+    args = (op, _REDUCTION["sum"], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner,
+            int(ignore_index), ls, None, 1.0 if grad_scale is None else grad_scale, kernel_out)
+    z_total = 0.0
+    if z or cap:
+        total, divisor, bad, _, grad, z_total, _ = _core.cross_entropy_heads(*args, z, cap)
+    else:
+        total, divisor, bad, _, grad = (_core.nll_loss if nll else _core.cross_entropy)(*args)
     if bad >= 0:
         assert p.target is not None
         raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")

@@ -232,7 +232,7 @@ def _logits(c: _Call, h: np.ndarray, buf: np.ndarray) -> np.ndarray:
 def _kernel(c: _Call, op: int, reduction: str, logits: np.ndarray, i0: int, i1: int, grad_value: float,
             z_loss: float, out: np.ndarray | None) -> tuple[float, float, np.ndarray | None, float, float]:
     """Our cross-entropy on one chunk's logits: (loss_sum, divisor, losses, z_sum, z_divisor)."""
-    total, divisor, bad, losses, _, z_total, z_divisor = _core.cross_entropy(
+    total, divisor, bad, losses, _, z_total, z_divisor = _core.cross_entropy_heads(
         op, REDUCTION_CODES[reduction], logits, None if c.target is None else c.target[i0:i1],
         None if c.probs is None else _chunk(c.probs, i0, i1, c.compute), c.weight, i1 - i0, c.classes, 1, c.ignore_index,
         c.label_smoothing, None, grad_value, out, z_loss, c.softcap)
