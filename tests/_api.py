@@ -33,6 +33,9 @@ ELEM = ("log_sigmoid", "sigmoid")
 PRIMITIVES = ROW + ELEM
 BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
 CLASS = ("cross_entropy", "nll_loss")
+# Losses of hidden states and a weight matrix (SPEC "LLM heads"): value_and_grad returns
+# (loss, grad_input, grad_linear_weight, grad_linear_bias); no _backward.
+LINEAR = ("linear_cross_entropy",)
 # Elementwise (and, multilabel, row-reduced) losses of input's shape without class indices.
 MARGIN = ("soft_margin_loss", "multilabel_soft_margin_loss")
 DIVERGENCE = ("kl_div", "sigmoid_focal_loss")
@@ -175,6 +178,29 @@ def build_class(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", w
     return kw
 
 
+def build_linear(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", weight=False, ignore_index=None,
+                 n_ignored=0, label_smoothing=0.0, bias=False, **_):
+    """linear_cross_entropy: input (N, D) (shape[0] = N), linear_weight (V, D) with V = shape[1]
+    and D = 4, class targets."""
+    values = values or normal_values(rng, 1.0)
+    N, V = (shape[0], shape[1]) if len(shape) >= 2 else (1, shape[0])
+    h = np.asarray(values((N, 4))).astype(dtype)
+    kw: dict[str, Any] = {"input": h, "linear_weight": rng.standard_normal((V, 4)).astype(dtype),
+                          "reduction": reduction, "label_smoothing": label_smoothing}
+    t = rng.integers(0, max(V, 1), N)
+    ii = -100 if ignore_index is None else ignore_index
+    if n_ignored:
+        t[rng.permutation(N)[: min(n_ignored, N)]] = ii
+    kw["target"] = t
+    if ignore_index is not None:
+        kw["ignore_index"] = ignore_index
+    if weight:
+        kw["weight"] = rng.uniform(0.2, 2.0, (V,)).astype(dtype)
+    if bias:
+        kw["linear_bias"] = rng.standard_normal(V).astype(dtype)
+    return kw
+
+
 def build_elementwise(base, rng, dtype, shape=(6, 5), values=None, reduction="mean", weight=None,
                       log_target=False, alpha=0.25, gamma=2.0, target_dtype=None, **_):
     """kl_div, soft_margin_loss, multilabel_soft_margin_loss, sigmoid_focal_loss: an input of
@@ -216,6 +242,7 @@ BUILDERS: dict[str, Callable[..., dict]] = {
     "binary_cross_entropy_with_logits": build_bce,
     "cross_entropy": build_class,
     "nll_loss": build_class,
+    "linear_cross_entropy": build_linear,
     **{b: build_elementwise for b in ELEMENTWISE_LOSSES},
     "symmetric_cross_entropy": build_row_loss,
 }
@@ -317,8 +344,10 @@ def full_kwargs(name: str, rng, dtype=np.float64, **opts) -> dict:
     if base in BINARY:
         opts.setdefault("weight", "last")
         opts.setdefault("pos_weight", "last")
-    if base in CLASS:
+    if base in CLASS or base in LINEAR:
         opts.setdefault("weight", True)
+    if base in LINEAR:
+        opts.setdefault("bias", True)
     if base == "multilabel_soft_margin_loss":
         opts.setdefault("weight", "last")
     if base == "logsumexp":

@@ -140,8 +140,19 @@ def torch_function(base: str, kw: dict) -> tuple[Callable, list[str]]:
     if "inputs" in kw:  # sigmoid_focal_loss: torchvision's formula, written out in torch
         return (lambda i, t: torchvision_focal(i, t, kw.get("alpha", 0.25), kw.get("gamma", 2.0),
                                                kw.get("reduction", "none"))), ["inputs", "targets"]
-    names = ["input", "target"] + [n for n in ("weight", "pos_weight") if kw.get(n) is not None]
     red = kw.get("reduction", "mean")
+    if base == "linear_cross_entropy":
+        lnames = ["input", "linear_weight", "target"] + [n for n in ("linear_bias", "weight") if kw.get(n) is not None]
+        has_b = kw.get("linear_bias") is not None
+
+        def lf(i, lw, t, *rest):
+            b = rest[0] if has_b else None
+            w = rest[-1] if kw.get("weight") is not None else None
+            return F.linear_cross_entropy(i, lw, t, linear_bias=b, weight=w, reduction=red,
+                                          ignore_index=kw.get("ignore_index"),
+                                          label_smoothing=kw.get("label_smoothing", 0.0))
+        return lf, lnames
+    names = ["input", "target"] + [n for n in ("weight", "pos_weight") if kw.get(n) is not None]
     if base == "binary_cross_entropy":
         def f(i, t, w=None):
             return F.binary_cross_entropy(i, t, weight=w, reduction=red)

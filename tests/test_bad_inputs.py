@@ -17,6 +17,7 @@ from _api import (
     BUILDERS,
     CLASS,
     ELEMENTWISE_LOSSES,
+    LINEAR,
     LOSS_CLASSES,
     LOSSES,
     PRIMITIVES,
@@ -80,9 +81,9 @@ def test_valid_call_works(name, rng):
 
 def _float_array_args(name: str, kw: dict) -> list[str]:
     base = split(name)[0]
-    out = [k for k in ("x", "input", "inputs", "target", "targets", "weight", "pos_weight", "grad_output")
-           if isinstance(kw.get(k), np.ndarray)]
-    if base in CLASS + ROW_LOSS:
+    out = [k for k in ("x", "input", "inputs", "linear_weight", "linear_bias", "target", "targets", "weight",
+                       "pos_weight", "grad_output") if isinstance(kw.get(k), np.ndarray)]
+    if base in CLASS + ROW_LOSS + LINEAR:
         out.remove("target")  # class indices: test_bad_class_targets (test_symmetric_ce.py)
     return out
 
@@ -109,7 +110,7 @@ def test_bad_dtypes_and_non_arrays(name, rng):
         kw = full_kwargs(name, rng, **opts)
         for arg in _float_array_args(name, kw):
             for label, bad, exc in _bad_replacements(kw[arg]):
-                if label == "None" and arg in ("weight", "pos_weight"):
+                if label == "None" and arg in ("weight", "pos_weight", "linear_bias"):
                     continue  # None is their default
                 if arg == "grad_output" and is_reduced(split(name)[0], kw) and label == "list":
                     bad = [0.5, 0.5]  # a 1-element list could pass as a scalar; two cannot
@@ -219,6 +220,18 @@ def _shape_cases(name: str, kw: dict):
         yield "input (N, C, 3), target (N,)", {**kw, "input": np.zeros((N, C, 3)), "target": t}, "target"
         if base == "cross_entropy":
             yield "prob target (N, C+1)", {**kw, "target": np.full((N, C + 1), 1.0 / C)}, "target"
+    if base in LINEAR:
+        N, D = x.shape
+        V = kw["linear_weight"].shape[0]
+        yield "linear_weight (V, D+1)", {**kw, "linear_weight": np.ones((V, D + 1))}, "linear_weight"
+        yield "linear_weight (V, 1, D)", {**kw, "linear_weight": np.ones((V, 1, D))}, "linear_weight"
+        yield "linear_bias (V+1,)", {**kw, "linear_bias": np.ones(V + 1)}, "linear_bias"
+        yield "linear_bias (V, 1)", {**kw, "linear_bias": np.ones((V, 1))}, "linear_bias"
+        yield "target (N+1,)", {**kw, "target": np.zeros(N + 1, np.int64)}, "target"
+        yield "prob target (N, V+1)", {**kw, "target": np.full((N, V + 1), 1.0 / V)}, "target"
+        yield "weight (V+1,)", {**kw, "weight": np.ones(V + 1)}, "weight"
+        yield "input 0-d", {**kw, "input": np.array(1.0), "target": np.array(0)}, "input"
+        yield "input (N, D, 2)", {**kw, "input": np.zeros((N, D, 2))}, "input"
     if base in ROW_LOSS:
         N, C = x.shape
         yield "target (N+1,)", {**kw, "target": np.zeros(N + 1, np.int64)}, "target"
@@ -238,7 +251,7 @@ def _shape_cases(name: str, kw: dict):
 @pytest.mark.parametrize("name", [n for n in FUNCS if n != "logsumexp"])
 def test_bad_shapes(name, rng):
     rep = Report()
-    for reduction in ("none", "mean", "sum") if split(name)[0] in LOSSES else (None,):
+    for reduction in ("none", "mean", "sum") if split(name)[0] in LOSSES + LINEAR else (None,):
         opts = {"reduction": reduction} if reduction else {}
         kw = full_kwargs(name, rng, **opts)
         for label, bad, arg in _shape_cases(name, kw):

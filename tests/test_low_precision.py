@@ -248,6 +248,55 @@ def test_results_do_not_depend_on_the_thread_count(dt, rng):
     assert flat(runs[0]) == flat(runs[1]) == flat(runs[2])
 
 
+CE_ROW_CASES = {
+    "plain": {},
+    "weight": {"weight": True},
+    "smoothing": {"label_smoothing": 0.1},
+    "weight+smoothing+ignored": {"weight": True, "label_smoothing": 0.3, "ignore": True},
+    "z_loss": {"z_loss": 1e-3},
+}
+
+
+@pytest.mark.parametrize("dt", LOW_DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("shape", [(1, 33), (7, 129), (40, 1100), (3, 20001)], ids=str)
+@pytest.mark.parametrize("case", list(CE_ROW_CASES))
+def test_cross_entropy_rows_are_the_rounded_float32_results(dt, shape, case, rng):
+    """cross_entropy over 16-bit rows (read and written by the kernels in 16 bits) gives exactly
+    the float32 call's results on the widened values, each rounded once to the 16-bit format:
+    per-sample losses, the gradient of value_and_grad and of the backward with a per-sample
+    upstream gradient, at 1 and 2 threads (rows, several per group and one longer than a block)."""
+    opts = dict(CE_ROW_CASES[case])
+    n, c = shape
+    x = (rng.standard_normal(shape) * 3).astype(dt)
+    x.reshape(-1)[:: max(1, x.size // 5)] = np.array(-np.inf, dt)  # -inf logits in some rows
+    y = rng.integers(0, c, n)
+    kw: dict[str, Any] = {}
+    if opts.pop("weight", False):
+        kw["weight"] = rng.uniform(0.5, 2, c).astype(np.float32)
+    if opts.pop("ignore", False):
+        y[:: 3] = -100
+    kw.update(opts)
+    x32 = x.astype(np.float32)
+    go = rng.uniform(-1, 1, n).astype(dt)
+    before = lo.get_num_threads()
+    try:
+        for threads in (1, 2):
+            lo.set_num_threads(threads)
+            exp_l, exp_g = lo.cross_entropy_value_and_grad(x32, y, reduction="none", **kw)
+            got_l, got_g = lo.cross_entropy_value_and_grad(x, y, reduction="none", **kw)
+            assert got_l.dtype == got_g.dtype == dt
+            np.testing.assert_array_equal(got_l.view(np.uint16), exp_l.astype(dt).view(np.uint16))
+            np.testing.assert_array_equal(got_g.view(np.uint16), exp_g.astype(dt).view(np.uint16))
+            _, mean_g = lo.cross_entropy_value_and_grad(x32, y, **kw)
+            np.testing.assert_array_equal(lo.cross_entropy_value_and_grad(x, y, **kw)[1].view(np.uint16),
+                                          mean_g.astype(dt).view(np.uint16))
+            exp_b = lo.cross_entropy_backward(go.astype(np.float32), x32, y, reduction="none", **kw)
+            got_b = lo.cross_entropy_backward(go, x, y, reduction="none", **kw)
+            np.testing.assert_array_equal(got_b.view(np.uint16), exp_b.astype(dt).view(np.uint16))
+    finally:
+        lo.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- sums
 
 

@@ -19,6 +19,7 @@ from _api import (
     BUILDERS,
     CLASS,
     ELEMENTWISE_LOSSES,
+    LINEAR,
     LOSSES,
     PRIMITIVES,
     ROW,
@@ -131,7 +132,9 @@ def _check_vs_torch(rep: Report, name: str, kw: dict, what: str, rng, nan_strict
 
 
 def _bases() -> list[str]:
-    return [b for b in BUILDERS if b in FUNCS]
+    # LINEAR's value_and_grad returns four results and its odd inputs (zero size, NaN, inf, one
+    # column) have their own tests in test_llm_heads.py.
+    return [b for b in BUILDERS if b in FUNCS and b not in LINEAR]
 
 
 ZERO_SHAPES = {

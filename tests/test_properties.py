@@ -28,6 +28,7 @@ from _api import (
     BUILDERS,
     CLASS,
     ELEMENTWISE_LOSSES,
+    LINEAR,
     LOSSES,
     PRIMITIVES,
     ROW,
@@ -44,7 +45,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 FUNCS = public_functions()
-BASES = [b for b in BUILDERS if b in FUNCS]
+# LINEAR (four results from value_and_grad) is proved against torch in test_llm_heads.py.
+BASES = [b for b in BUILDERS if b in FUNCS and b not in LINEAR]
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                       HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -1,4 +1,5 @@
-"""The vector math contract of cpp/simd/vmath.h (vexp, vlog1p, vlog, vsoftplus), per ISA,
+"""The vector math contract of cpp/simd/vmath.h (vexp, vlog1p, vlog, vsoftplus, vtanh and
+vtanh_sech2's two results, "tanh_pair" and "sech2"), per ISA,
 through the probe `logitops._testing.vmath(fn, x, isa)` (a test-only module: built by dev.sh,
 or any build with the CMake option LOGITOPS_TESTING=ON; pip builds leave it out):
 
@@ -19,7 +20,7 @@ from _tolerances import VMATH_ULP as BOUND  # max ulp error per (function, ISA)
 _testing = pytest.importorskip(
     "logitops._testing", reason="logitops._testing not built (CMake option LOGITOPS_TESTING=ON; dev.sh sets it)")
 
-FUNCS = ("exp", "log1p", "log", "softplus")
+FUNCS = ("exp", "log1p", "log", "softplus", "tanh", "tanh_pair", "sech2")
 INF, NAN = np.inf, np.nan
 
 
@@ -47,6 +48,10 @@ def reference(fn: str, x: np.ndarray, work) -> np.ndarray:
             return np.log1p(w)
         if fn == "log":
             return np.log(w)
+        if fn in ("tanh", "tanh_pair"):
+            return np.tanh(w)
+        if fn == "sech2":
+            return 1 / np.cosh(w) ** 2  # cosh overflows where sech^2 is far below the smallest normal
         return np.maximum(w, 0) + np.log1p(np.exp(-np.abs(w)))  # softplus, no overflow
 
 
@@ -60,6 +65,10 @@ def mp_reference(fn: str, x: float):
         return mpmath.log1p(v) if v > -1 else (mpmath.mpf("-inf") if v == -1 else mpmath.mpf("nan"))
     if fn == "log":
         return mpmath.log(v) if v > 0 else (mpmath.mpf("-inf") if v == 0 else mpmath.mpf("nan"))
+    if fn in ("tanh", "tanh_pair"):
+        return mpmath.tanh(v)
+    if fn == "sech2":
+        return mpmath.sech(v) ** 2
     return mpmath.log1p(mpmath.exp(v))
 
 
@@ -74,6 +83,9 @@ def sample(dtype, fn: str, n_bits: int, n_range: int, seed: int = 7) -> np.ndarr
         "log1p": [(-1, 1), (-1e-3, 1e-3), (0, 1e6)],
         "log": [(0.5, 2), (0, 1e-30), (0, 1e30)],
         "softplus": [(-110, 90), (-40, 40), (-750, 750)],
+        "tanh": [(-20, 20), (-1, 1), (-1e-3, 1e-3)],
+        "tanh_pair": [(-20, 20), (-1, 1), (-1e-3, 1e-3)],
+        "sech2": [(-20, 20), (-1, 1), (-400, 400)],
     }[fn]
     parts = [bits]
     for a, b in ranges:
@@ -143,6 +155,13 @@ def special_cases(fn: str, dtype):
     if fn == "log":
         return common + [(0.0, -INF), (-0.0, -INF), (1.0, 0.0), (-1.0, NAN), (-tiny_sub, NAN), (INF, INF),
                          (-INF, NAN), (2.0, float(np.log(np.float64(2.0)).astype(dtype)))]
+    if fn in ("tanh", "tanh_pair"):
+        return common + [(0.0, 0.0), (-0.0, -0.0), (INF, 1.0), (-INF, -1.0), (1e30, 1.0), (-1e30, -1.0),
+                         (float(fi.max), 1.0), (tiny_sub, tiny_sub), (-tiny_sub, -tiny_sub), (tiny, tiny),
+                         (-tiny, -tiny), (60.0, 1.0), (-60.0, -1.0)]
+    if fn == "sech2":
+        return common + [(0.0, 1.0), (-0.0, 1.0), (INF, 0.0), (-INF, 0.0), (1e30, 0.0), (-1e30, 0.0),
+                         (tiny_sub, 1.0), (-tiny_sub, 1.0)]
     return common + [(INF, INF), (-INF, 0.0), (1e30, 1e30), (-1e30, 0.0), (float(fi.max), float(fi.max))]
 
 

@@ -8,6 +8,7 @@
 // "mean", needed before any gradient is scaled), then run the kernel over fixed chunks. A bad
 // target stops the call before anything is written; its sample index is returned.
 #include <atomic>
+#include <cmath>
 #include <limits>
 #include <optional>
 
@@ -41,15 +42,28 @@ using CeUnits = void (*)(LossOp, const CeArgs<float>&, int64_t, int64_t, double*
 // (inner > 1, gathered into a (C, lanes) block) becomes a problem of its own for the float32
 // kernel, `a` with its arrays replaced by the block's buffers; its gradient is written over
 // its input buffer (the kernels allow it), then rounded into the output.
-void low_ce_units(CeUnits fn, LossOp op, const CeArgs<float>& a, const LowCe& lp, const LowIo& io, int64_t begin,
-                  int64_t end, double* partial) {
+// Rows the kernels take in 16 bits themselves (`rows16`, the call's table for a cross_entropy, null
+// for nll_loss: cross_entropy_low_rows) get only their small float32 arrays (upstream gradients,
+// losses) from blocks.
+void low_ce_units(CeUnits fn, const CrossEntropyTable* rows16, LowFormat fmt, LossOp op, const CeArgs<float>& a,
+                  const LowCe& lp, const LowIo& io, int64_t begin, int64_t end, double* partial) {
   const int64_t C = a.classes, inner = a.inner;
   CeArgs<float> s = a;
   if (inner == 1) {
     const int64_t R = low_rows_per_block(C);
+    const bool in_kernel = rows16 && rows16->takes_low_rows(op, a);
     for (int64_t r0 = begin; r0 < end; r0 += R) {
       const int64_t rows = std::min(R, end - r0), n = rows * C;
       s.outer = rows;
+      if (in_kernel) {
+        s.target = a.target + r0;
+        s.grad_output = lp.grad_output ? io.read(2, lp.grad_output + r0, rows) : nullptr;
+        s.loss_out = lp.loss_out ? block_buffer(3, rows) : nullptr;
+        rows16->cross_entropy_low_rows(fmt, op, s, lp.input + r0 * C, lp.grad_out ? lp.grad_out + r0 * C : nullptr, 0,
+                                       rows, partial);
+        if (lp.loss_out) io.write(s.loss_out, rows, lp.loss_out + r0);
+        continue;
+      }
       s.input = io.read(0, lp.input + r0 * C, n);
       s.probs = lp.probs ? io.read(1, lp.probs + r0 * C, n) : nullptr;
       s.target = a.target ? a.target + r0 : nullptr;
@@ -81,7 +95,7 @@ void low_ce_units(CeUnits fn, LossOp op, const CeArgs<float>& a, const LowCe& lp
   }
 }
 
-// Returns (loss_sum, divisor, bad, losses, gradient):
+// Returns (loss_sum, divisor, bad, losses, gradient) and, with heads_result, (z_sum, z_divisor):
 //   loss_sum  the sum of the per-sample losses (loss ops with reduction mean/sum), else 0;
 //   divisor   what "mean" divides by: sum of w[y] over non-ignored class targets, or the number
 //             of samples for probability targets (0 for an input without elements); gradients
@@ -89,14 +103,23 @@ void low_ce_units(CeUnits fn, LossOp op, const CeArgs<float>& a, const LowCe& lp
 //   bad       the flat index of the first class target outside [0, C) that is not ignore_index,
 //             or -1 (nothing was computed then);
 //   losses    a flat per-sample array for reduction "none", else None;
-//   gradient  shaped like input (`out` when given), or None for the loss op.
+//   gradient  shaped like input (`out` when given), or None for the loss op;
+//   z_sum     with z_loss != 0, the sum of the per-sample z parts z lse^2 (reductions mean/sum;
+//             not in loss_sum), else 0;
+//   z_divisor with z_loss != 0, what the z part's "mean" divides by: the number of non-ignored
+//             samples (gradients already divided by it), else 0.
+// z_loss and softcap (0 = off; softcap rows only, inner == 1): cross_entropy.h, "LLM heads".
 template <bool Nll>
 py::tuple run(int op_code, int reduction_code, const py::array& input, const py::object& target,
               const py::object& probs, const py::object& weight, int64_t outer, int64_t classes, int64_t inner,
               int64_t ignore_index, double label_smoothing, const py::object& grad_output, double grad_value,
-              const py::object& out) {
+              const py::object& out, double z_loss, double softcap, bool heads_result) {
   const LossOp op = loss_op(op_code);
   const Reduction reduction = reduction_of(reduction_code);
+  if (Nll && (z_loss != 0.0 || softcap != 0.0)) throw py::value_error("nll_loss: no z_loss or softcap");
+  if (!std::isfinite(z_loss)) throw py::value_error("z_loss must be finite");
+  if (!(softcap >= 0.0) || !std::isfinite(softcap)) throw py::value_error("softcap must be 0 (off) or positive");
+  if (softcap != 0.0 && inner != 1) throw py::value_error("softcap: rows only (inner == 1)");
   return by_storage(input, "input", [&](auto tag) -> py::tuple {
     using St = decltype(tag);
     using T = compute_t<St>;  // float for the 16-bit formats, whose arrays live in lp
@@ -125,6 +148,8 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
     a.inner = inner;
     a.ignore_index = ignore_index;
     a.label_smoothing = Nll ? 0.0 : label_smoothing;
+    a.z_loss = z_loss;
+    a.softcap = softcap;
     const auto& k = kernels<T>();
     a.weight_total = a.weight ? k.class_weight_sum(a.weight, classes) : static_cast<double>(classes);
     if (takes_grad_output(op)) {
@@ -160,12 +185,16 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
     const int64_t unit_work = Nll ? lanes * (computes_grad(op) ? classes + 1 : 1) + 16 : lanes * classes + 16;
     constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
     std::atomic<int64_t> bad{kNone};
-    double divisor = n == 0 ? 0.0 : static_cast<double>(samples), sum = 0.0;
+    const bool zl = z_loss != 0.0;
+    const int parts = zl ? 2 : 1;  // [1]: the z part (cross_entropy.h)
+    double divisor[2] = {n == 0 ? 0.0 : static_cast<double>(samples), 0.0}, sum[2] = {0.0, 0.0};
+    if (zl) divisor[1] = divisor[0];
     {
       ReleaseGil nogil;
       if (a.target) {
+        divisor[1] = 0.0;
         parallel_reduce(
-            samples, kCheckGrain, 1,
+            samples, kCheckGrain, parts,
             [&](int64_t b, int64_t e, double* partial) {
               const int64_t i = k.check_targets(a, b, e, partial);
               if (i < 0) return;
@@ -173,7 +202,7 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
               while (i < cur && !bad.compare_exchange_weak(cur, i)) {
               }
             },
-            &divisor);
+            divisor);
       }
       if (bad.load() == kNone && n == 0) {
         // No logits: nothing to compute, however many samples the shape counts (a zero-size
@@ -181,29 +210,60 @@ py::tuple run(int op_code, int reduction_code, const py::array& input, const py:
         if (a.loss_out) std::fill(a.loss_out, a.loss_out + samples, T(0));
         if (lp.loss_out) std::fill(lp.loss_out, lp.loss_out + samples, uint16_t{0});  // +0 in both formats
       } else if (bad.load() == kNone) {
-        a.grad_scale = reduction == Reduction::mean ? grad_value / divisor : grad_value;
+        a.grad_scale = reduction == Reduction::mean ? grad_value / divisor[0] : grad_value;
+        a.z_grad_scale = reduction == Reduction::mean ? grad_value / divisor[1] : grad_value;
         const auto fn = Nll ? k.nll_loss : k.cross_entropy;
+        const CrossEntropyTable* rows16 = Nll ? nullptr : &LO_ACTIVE_TABLE(cross_entropy_table);
+        // A softcap costs a tanh per element besides the exp.
+        const int64_t work = softcap != 0.0 ? 2 * unit_work : unit_work;
         parallel_reduce(
-            units, grain_for(unit_work), 1,
+            units, grain_for(work), parts,
             [&](int64_t b, int64_t e, double* partial) {
               if constexpr (low)
-                low_ce_units(fn, op, a, lp, *io, b, e, partial);
+                low_ce_units(fn, rows16, St::format, op, a, lp, *io, b, e, partial);
               else
                 fn(op, a, b, e, partial);
             },
-            &sum);
+            sum);
       }
     }
     const int64_t first_bad = bad.load() == kNone ? -1 : bad.load();
-    return py::make_tuple(sum, divisor, first_bad, loss_arr, grad_arr);
+    if (!heads_result) return py::make_tuple(sum[0], divisor[0], first_bad, loss_arr, grad_arr);
+    return py::make_tuple(sum[0], divisor[0], first_bad, loss_arr, grad_arr, sum[1], divisor[1]);
   });
 }
 
+// The usual call's binding (no heads: the five results) and, for cross_entropy, the heads'
+// one (z_loss, softcap; seven results). Two bindings keep the usual call's argument parsing
+// and result tuple what they were before the heads (callgrind (8, 4): +15% with defaults).
 template <bool Nll>
 void def_loss(py::module_& m, const char* name) {
-  m.def(name, &run<Nll>, py::arg("op"), py::arg("reduction"), py::arg("input"), py::arg("target"), py::arg("probs"),
-        py::arg("weight"), py::arg("outer"), py::arg("classes"), py::arg("inner"), py::arg("ignore_index"),
-        py::arg("label_smoothing"), py::arg("grad_output"), py::arg("grad_value"), py::arg("out"));
+  m.def(
+      name,
+      [](int op, int reduction, const py::array& input, const py::object& target, const py::object& probs,
+         const py::object& weight, int64_t outer, int64_t classes, int64_t inner, int64_t ignore_index,
+         double label_smoothing, const py::object& grad_output, double grad_value, const py::object& out) {
+        return run<Nll>(op, reduction, input, target, probs, weight, outer, classes, inner, ignore_index,
+                        label_smoothing, grad_output, grad_value, out, 0.0, 0.0, false);
+      },
+      py::arg("op"), py::arg("reduction"), py::arg("input"), py::arg("target"), py::arg("probs"), py::arg("weight"),
+      py::arg("outer"), py::arg("classes"), py::arg("inner"), py::arg("ignore_index"), py::arg("label_smoothing"),
+      py::arg("grad_output"), py::arg("grad_value"), py::arg("out"));
+}
+
+void def_heads(py::module_& m) {
+  m.def(
+      "cross_entropy_heads",
+      [](int op, int reduction, const py::array& input, const py::object& target, const py::object& probs,
+         const py::object& weight, int64_t outer, int64_t classes, int64_t inner, int64_t ignore_index,
+         double label_smoothing, const py::object& grad_output, double grad_value, const py::object& out, double z_loss,
+         double softcap) {
+        return run<false>(op, reduction, input, target, probs, weight, outer, classes, inner, ignore_index,
+                          label_smoothing, grad_output, grad_value, out, z_loss, softcap, true);
+      },
+      py::arg("op"), py::arg("reduction"), py::arg("input"), py::arg("target"), py::arg("probs"), py::arg("weight"),
+      py::arg("outer"), py::arg("classes"), py::arg("inner"), py::arg("ignore_index"), py::arg("label_smoothing"),
+      py::arg("grad_output"), py::arg("grad_value"), py::arg("out"), py::arg("z_loss"), py::arg("softcap"));
 }
 
 }  // namespace
@@ -211,6 +271,7 @@ void def_loss(py::module_& m, const char* name) {
 void register_cross_entropy(py::module_& m) {
   def_loss<false>(m, "cross_entropy");
   def_loss<true>(m, "nll_loss");
+  def_heads(m);
 }
 
 }  // namespace logitops

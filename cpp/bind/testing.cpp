@@ -20,11 +20,14 @@ py::array vmath(const std::string& fn, py::array x, const std::string& isa_name)
     using T = decltype(tag);
     const T* xp = cdata<T>(x, "x");
     const VmathKernels<T>& k = for_dtype<T>(table);
-    auto f = fn == "exp"        ? k.exp
-             : fn == "log1p"    ? k.log1p
-             : fn == "log"      ? k.log
-             : fn == "softplus" ? k.softplus
-                                : nullptr;
+    auto f = fn == "exp"         ? k.exp
+             : fn == "log1p"     ? k.log1p
+             : fn == "log"       ? k.log
+             : fn == "softplus"  ? k.softplus
+             : fn == "tanh"      ? k.tanh
+             : fn == "tanh_pair" ? k.tanh_pair
+             : fn == "sech2"     ? k.sech2
+                                 : nullptr;
     if (!f) throw py::value_error("fn: unknown " + fn);
     std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
     auto out = new_array<T>(shape);

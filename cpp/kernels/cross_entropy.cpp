@@ -13,6 +13,7 @@
 #include "kernels/cross_entropy.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/cross_entropy_parts.h"
 #include "kernels/short_rows.h"
@@ -21,14 +22,118 @@ namespace logitops {
 namespace LO_TARGET {
 namespace {
 
+// Where ce_rows reads its rows and writes their gradients.
+// DirectRows: the arrays themselves; pass 2 stores the exps into the gradient row, which the
+//   gradient pass then turns into the gradient in place.
+// LowRows<F>: 16-bit input and gradient (F: the format's loads and stores). The max pass widens
+//   the row into a float32 scratch row as it reads it, pass 2 stores the exps there, and the
+//   gradient pass rounds its results straight into the 16-bit output: each 16-bit byte is read
+//   once and written once and the float32 row never leaves the cache (no separate widening and
+//   rounding passes around the float32 kernel, cpp/bind/low_precision.h).
+template <class T>
+struct DirectRows {
+  using S = Simd<T>;
+  using V = typename S::V;
+  static constexpr bool direct = true;
+  const CeArgs<T>& a;
+  // Row r (the k-th of its group) and its maximum.
+  const T* read(int64_t r, int64_t /*k*/, T* m) const {
+    const T* x = a.input + r * a.classes;
+    *m = row_max(x, a.classes);
+    return x;
+  }
+  T* exps(int64_t r, int64_t /*k*/) const { return a.grad_out + r * a.classes; }
+  // The next row, even across a chunk boundary (a read-only prefetch hint; the chunk may be
+  // another thread's).
+  const T* next(int64_t r) const { return r + 1 < a.outer ? a.input + (r + 1) * a.classes : nullptr; }
+  // The gradient row r, and stores into it.
+  T* grad_row(int64_t r) const { return a.grad_out + r * a.classes; }
+  template <class R>
+  static void store(T* o, int64_t j, R rr, V v) {
+    store_n<T>(o + j, rr, v);
+  }
+  static void store_one(T* o, int64_t j, T v) { o[j] = v; }
+  void zero_row(T* o) const { std::fill(o, o + a.classes, T(0)); }
+};
+
+struct Bf16 {
+  static Simd<float>::V load(const uint16_t* p) { return Simd<float>::load_bf16(p); }
+  static void store(uint16_t* p, Simd<float>::V v) { Simd<float>::store_bf16(p, v); }
+  static float widen(uint16_t h) { return bf16_to_f32(h); }
+  static uint16_t round(float f) { return f32_to_bf16(f); }
+};
+struct F16 {
+  static Simd<float>::V load(const uint16_t* p) { return Simd<float>::load_f16(p); }
+  static void store(uint16_t* p, Simd<float>::V v) { Simd<float>::store_f16(p, v); }
+  static float widen(uint16_t h) { return f16_to_f32(h); }
+  static uint16_t round(float f) { return f32_to_f16(f); }
+};
+
+template <class F>
+struct LowRows {
+  using S = Simd<float>;
+  using V = S::V;
+  static constexpr bool direct = false;
+  const CeArgs<float>& a;
+  const uint16_t* input;  // (rows, C), rows as a's
+  uint16_t* grad_out;     // like input, or null
+  float* scratch;         // a group's rows, C floats each
+  const float* read(int64_t r, int64_t k, float* m) const {
+    const int64_t C = a.classes;
+    const uint16_t* src = input + r * C;
+    float* dst = scratch + k * C;
+    // row_max's accumulators, over the widened values as they are stored.
+    const V ninf = S::set(-std::numeric_limits<float>::infinity());
+    V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+    int64_t i = 0;
+    for (; i + 4 * S::W <= C; i += 4 * S::W) {
+      const V v0 = F::load(src + i), v1 = F::load(src + i + S::W);
+      const V v2 = F::load(src + i + 2 * S::W), v3 = F::load(src + i + 3 * S::W);
+      S::store(dst + i, v0);
+      S::store(dst + i + S::W, v1);
+      S::store(dst + i + 2 * S::W, v2);
+      S::store(dst + i + 3 * S::W, v3);
+      m0 = S::max(m0, v0);
+      m1 = S::max(m1, v1);
+      m2 = S::max(m2, v2);
+      m3 = S::max(m3, v3);
+    }
+    for (; i + S::W <= C; i += S::W) {
+      const V v = F::load(src + i);
+      S::store(dst + i, v);
+      m0 = S::max(m0, v);
+    }
+    if (i < C) {
+      for (int64_t j = i; j < C; ++j) dst[j] = F::widen(src[j]);
+      m1 = S::max(m1, S::load_tail(dst + i, C - i, -std::numeric_limits<float>::infinity()));
+    }
+    *m = S::reduce_max(S::max(S::max(m0, m1), S::max(m2, m3)));
+    return dst;
+  }
+  float* exps(int64_t /*r*/, int64_t k) const { return scratch + k * a.classes; }
+  // The next 16-bit row, read as floats: the hint covers it and the row after it.
+  const float* next(int64_t r) const {
+    return r + 1 < a.outer ? reinterpret_cast<const float*>(input + (r + 1) * a.classes) : nullptr;
+  }
+  uint16_t* grad_row(int64_t r) const { return grad_out + r * a.classes; }
+  static void store(uint16_t* o, int64_t j, Full, V v) { F::store(o + j, v); }
+  static void store(uint16_t* o, int64_t j, int64_t rr, V v) {
+    alignas(64) float b[S::W];
+    S::store(b, v);
+    for (int64_t l = 0; l < rr; ++l) o[j + l] = F::round(b[l]);
+  }
+  static void store_one(uint16_t* o, int64_t j, float v) { o[j] = F::round(v); }
+  void zero_row(uint16_t* o) const { std::fill(o, o + a.classes, uint16_t{0}); }  // +0 in both formats
+};
+
 // Rows per group: enough to amortize the group's bookkeeping, few enough that the rows are
 // still in cache when the gradient pass comes back to them.
 inline int64_t row_group(int64_t classes, int64_t itemsize) {
   return std::clamp<int64_t>((32 << 10) / std::max<int64_t>(1, classes * itemsize), 1, K);
 }
 
-template <class T, class Md>
-void ce_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+template <class T, class Md, class Io>
+void ce_rows_io(LossOp op, const CeArgs<T>& a, const Io& io, int64_t begin, int64_t end, double* loss_sum) {
   using S = Simd<T>;
   using V = typename S::V;
   const int64_t C = a.classes;
@@ -43,43 +148,223 @@ void ce_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* 
     g.s0 = r0;
     for (int64_t k = 0; k < g.count; ++k) {
       const int64_t r = r0 + k;
-      const T* xr = a.input + r * C;
       g.others[k] = g.dot[k] = g.asum[k] = 0.0;
       g.m[k] = g.xy[k] = T(0);
       g.y[k] = Md::prob ? 0 : read_target(a, r);
       g.valid[k] = Md::prob || counts_target(a, g.y[k]);
       if (!g.valid[k]) continue;
-      const T m = row_max(xr, C);
+      T m;
+      const T* xr = io.read(r, k, &m);
       g.m[k] = m;
       if (Md::dot) row_dot<T, Md>(xr, a.weight, Md::prob ? a.probs + r * C : nullptr, C, m, pr, &g.dot[k], &g.asum[k]);
       if (!Md::prob) g.xy[k] = xr[g.y[k]];
       // x_y and the dot pass have read the row: pass 2 may overwrite it.
-      T* E = grad ? a.grad_out + r * C : nullptr;
-      // The next row, even across a chunk boundary (a read-only hint; the chunk may be another thread's).
-      const T* next = r + 1 < a.outer ? xr + C : nullptr;
-      g.others[k] = row_others<T>(xr, C, m, E, nullptr, nullptr, nullptr, next);
+      T* E = grad ? io.exps(r, k) : nullptr;
+      g.others[k] = row_others<T>(xr, C, m, E, nullptr, nullptr, nullptr, io.next(r));
     }
     finalize<T, Md>(op, a, pr, g, want_loss, loss_sum);
     if (grad) {
       for (int64_t k = 0; k < g.count; ++k) {
-        T* o = a.grad_out + (r0 + k) * C;
+        const int64_t r = r0 + k;
+        const auto o = io.grad_row(r);
+        if (!g.valid[k]) {
+          io.zero_row(o);
+          continue;
+        }
+        const T* e = io.exps(r, k);
+        const double ey = Md::prob ? 0.0 : static_cast<double>(e[g.y[k]]);
+        const V coef = S::set(g.coef[k]), sub = S::set(g.sub[k]);
+        const T* t = Md::prob ? a.probs + r * C : nullptr;
+        vec_loop<T>(C, [&](int64_t j, auto rr) {
+          V v = load_n<T>(e + j, rr, T(0)) * coef;
+          if constexpr (Md::dot) {
+            const V wv = Md::weighted ? load_n<T>(a.weight + j, rr, T(0)) : S::zero();
+            const V tv = Md::prob ? load_n<T>(t + j, rr, T(0)) : S::zero();
+            v = v - sub * class_coef<Md, T>(wv, tv, al, be);
+          }
+          Io::store(o, j, rr, v);
+        });
+        if (!Md::prob) Io::store_one(o, g.y[k], target_grad<T, Md>(a, g, k, ey));
+      }
+    }
+    if constexpr (Io::direct) {
+      if (op == LossOp::grad_target) {
+        for (int64_t k = 0; k < g.count; ++k) {
+          const int64_t r = r0 + k;
+          const T* xr = a.input + r * C;
+          T* o = a.grad_out + r * C;
+          const V mv = S::set(g.m[k]), Lv = S::set(g.Lt[k]), cv = S::set(g.coef[k]);
+          vec_loop<T>(C, [&](int64_t j, auto rr) {
+            const V wv = Md::weighted ? load_n<T>(a.weight + j, rr, T(0)) : S::set(T(1));
+            store_n<T>(o + j, rr, (cv * wv) * (Lv - shifted<T>(load_n<T>(xr + j, rr, T(0)), mv)));
+          });
+        }
+      }
+    }
+  }
+}
+
+template <class T, class Md>
+void ce_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  ce_rows_io<T, Md>(op, a, DirectRows<T>{a}, begin, end, loss_sum);
+}
+
+// ----------------------------------------------------------------------------- softcap (rows)
+
+// c(x) = s tanh(x / s) and, with Slope, c'(x) = sech^2(x / s). One call uses one of the two
+// forms throughout (the maximum, x_y and pass 2 agree bit for bit, so ties stay ties).
+template <class T>
+struct Softcap {
+  using S = Simd<T>;
+  using V = typename S::V;
+  V s, inv_s;
+  explicit Softcap(double cap) : s(S::set(static_cast<T>(cap))), inv_s(S::set(static_cast<T>(1.0 / cap))) {}
+  template <bool Slope>
+  LO_INLINE V apply(V x, V& slope) const {
+    if constexpr (Slope) {
+      V t;
+      vtanh_sech2<T>(x * inv_s, t, slope);
+      return s * t;
+    } else {
+      slope = S::zero();
+      return s * vtanh<T>(x * inv_s);
+    }
+  }
+  // One element through the vector path.
+  template <bool Slope>
+  T one(T x, T* slope) const {
+    T c[S::W], sl[S::W];
+    V vs;
+    S::store(c, apply<Slope>(S::set(x), vs));
+    S::store(sl, vs);
+    *slope = sl[0];
+    return c[0];
+  }
+};
+
+template <class T>
+T first_lane(typename Simd<T>::V v) {
+  T b[Simd<T>::W];
+  Simd<T>::store(b, v);
+  return b[0];
+}
+
+// Pass 2 over a capped row (row_others' definition of `others` over c(x)): m is c(max x), jmax
+// the index of the first raw maximum (also a capped one). With Md::dot also sum_j a_j d_j and
+// S; with StoreE, E[j] = exp(d_j) c'(x_j) (E may alias x).
+template <class T, class Md, bool Slope, bool StoreE>
+double capped_others(const Softcap<T>& cap, const T* x, const T* w, const T* t, int64_t n, T m, int64_t jmax,
+                     const Params<T>& pr, T* E, double* dot, double* asum, const T* next) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int64_t W = S::W;
+  if (!next) next = x;
+  const V mv = S::set(m), al = S::set(pr.alpha), be = S::set(pr.beta);
+  const V unscale = S::set(exp_unscale<T>());
+  T lane[W];
+  for (int64_t l = 0; l < W; ++l) lane[l] = static_cast<T>(l);
+  const V lanes = S::load(lane);
+  auto acc = S::acc_zero(), acc_d = S::acc_zero(), acc_s = S::acc_zero();
+  vec_loop<T>(n, [&](int64_t i, auto r) {
+    __builtin_prefetch(next + i, 0, 3);
+    V slope;
+    const V c = cap.template apply<Slope>(load_n<T>(x + i, r, T(0)), slope);
+    V e = keep_lanes<T>(shifted_exp<T>(c, mv), r);  // scaled by 2^k
+    if constexpr (StoreE) store_n<T>(E + i, r, (e * unscale) * slope);
+    if (static_cast<uint64_t>(jmax - i) < static_cast<uint64_t>(W))
+      e = S::select(S::eq(lanes, S::set(static_cast<T>(jmax - i))), S::zero(), e);
+    S::acc_add(acc, e);
+    if constexpr (Md::dot) {
+      const V wv = Md::weighted ? load_n<T>(w + i, r, T(0)) : S::zero();
+      const V tv = Md::prob ? load_n<T>(t + i, r, T(0)) : S::zero();
+      const V av = keep_lanes<T>(class_coef<Md, T>(wv, tv, al, be), r);
+      S::acc_add(acc_d, weighted_shift<T>(av, shifted<T>(c, mv)));
+      if (Md::prob) S::acc_add(acc_s, av);
+    }
+  });
+  if constexpr (Md::dot) {
+    *dot = S::acc_sum(acc_d);
+    *asum = S::acc_sum(acc_s);
+  }
+  // The first maximum's exp(0) = 1 was left out: others = Z - 1 (ties add 1 each).
+  return S::acc_sum(acc) * static_cast<double>(exp_unscale<T>());
+}
+
+// ce_rows with a softcap (cross_entropy.h, "LLM heads"). Slope: the call writes an input
+// gradient, so every capped value comes from vtanh_sech2 (the loss-only call uses vtanh).
+template <class T, class Md, bool Slope>
+void ce_rows_capped_impl(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const int64_t C = a.classes;
+  const bool grad = Slope;
+  const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
+  const Params<T> pr = params(a);
+  const V al = S::set(pr.alpha), be = S::set(pr.beta);
+  const V unscale = S::set(exp_unscale<T>());
+  const Softcap<T> cap(a.softcap);
+  const int64_t G = row_group(C, sizeof(T));
+  Group<T> g;
+  T slope_y[K], e_y[K];
+  for (int64_t r0 = begin; r0 < end; r0 += G) {
+    g.count = std::min(G, end - r0);
+    g.s0 = r0;
+    for (int64_t k = 0; k < g.count; ++k) {
+      const int64_t r = r0 + k;
+      const T* xr = a.input + r * C;
+      g.others[k] = g.dot[k] = g.asum[k] = 0.0;
+      g.m[k] = g.xy[k] = T(0);
+      slope_y[k] = e_y[k] = T(0);
+      g.y[k] = Md::prob ? 0 : read_target(a, r);
+      g.valid[k] = Md::prob || counts_target(a, g.y[k]);
+      if (!g.valid[k]) continue;
+      const T mraw = row_max(xr, C);
+      T unused;
+      const T m = cap.template one<Slope>(mraw, &unused);
+      g.m[k] = m;
+      if (!Md::prob) {
+        g.xy[k] = cap.template one<Slope>(xr[g.y[k]], &slope_y[k]);
+        e_y[k] = first_lane<T>(shifted_exp<T>(S::set(g.xy[k]), S::set(m)) * unscale);
+      }
+      const T* t = Md::prob ? a.probs + r * C : nullptr;
+      const T* next = r + 1 < a.outer ? xr + C : nullptr;
+      const int64_t jmax = first_equal(xr, C, mraw);
+      if (grad && !Md::dot)
+        g.others[k] = capped_others<T, Md, Slope, true>(cap, xr, a.weight, t, C, m, jmax, pr, a.grad_out + r * C,
+                                                        &g.dot[k], &g.asum[k], next);
+      else
+        g.others[k] = capped_others<T, Md, Slope, false>(cap, xr, a.weight, t, C, m, jmax, pr, nullptr, &g.dot[k],
+                                                         &g.asum[k], next);
+    }
+    finalize<T, Md>(op, a, pr, g, want_loss, loss_sum);
+    if (grad) {
+      for (int64_t k = 0; k < g.count; ++k) {
+        const int64_t r = r0 + k;
+        T* o = a.grad_out + r * C;
         if (!g.valid[k]) {
           std::fill(o, o + C, T(0));
           continue;
         }
-        const double ey = Md::prob ? 0.0 : static_cast<double>(o[g.y[k]]);
         const V coef = S::set(g.coef[k]), sub = S::set(g.sub[k]);
-        const T* t = Md::prob ? a.probs + (r0 + k) * C : nullptr;
-        vec_loop<T>(C, [&](int64_t j, auto r) {
-          V v = load_n<T>(o + j, r, T(0)) * coef;
-          if constexpr (Md::dot) {
-            const V wv = Md::weighted ? load_n<T>(a.weight + j, r, T(0)) : S::zero();
-            const V tv = Md::prob ? load_n<T>(t + j, r, T(0)) : S::zero();
-            v = v - sub * class_coef<Md, T>(wv, tv, al, be);
-          }
-          store_n<T>(o + j, r, v);
-        });
-        if (!Md::prob) o[g.y[k]] = target_grad<T, Md>(a, g, k, ey);
+        if constexpr (!Md::dot) {
+          vec_loop<T>(C, [&](int64_t j, auto rr) { store_n<T>(o + j, rr, load_n<T>(o + j, rr, T(0)) * coef); });
+        } else {
+          // exp(d_j) and c'(x_j) again from the input (read before written when o is x).
+          const T* xr = a.input + r * C;
+          const T* t = Md::prob ? a.probs + r * C : nullptr;
+          const V mv = S::set(g.m[k]);
+          vec_loop<T>(C, [&](int64_t j, auto rr) {
+            V slope;
+            const V c = cap.template apply<true>(load_n<T>(xr + j, rr, T(0)), slope);
+            const V e = shifted_exp<T>(c, mv) * unscale;
+            const V wv = Md::weighted ? load_n<T>(a.weight + j, rr, T(0)) : S::zero();
+            const V tv = Md::prob ? load_n<T>(t + j, rr, T(0)) : S::zero();
+            store_n<T>(o + j, rr, (e * coef - sub * class_coef<Md, T>(wv, tv, al, be)) * slope);
+          });
+        }
+        if (!Md::prob)
+          o[g.y[k]] = static_cast<T>(static_cast<double>(target_grad<T, Md>(a, g, k, static_cast<double>(e_y[k]))) *
+                                     static_cast<double>(slope_y[k]));
       }
     }
     if (op == LossOp::grad_target) {
@@ -89,12 +374,22 @@ void ce_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* 
         T* o = a.grad_out + r * C;
         const V mv = S::set(g.m[k]), Lv = S::set(g.Lt[k]), cv = S::set(g.coef[k]);
         vec_loop<T>(C, [&](int64_t j, auto rr) {
+          V unused;
+          const V c = cap.template apply<false>(load_n<T>(xr + j, rr, T(0)), unused);
           const V wv = Md::weighted ? load_n<T>(a.weight + j, rr, T(0)) : S::set(T(1));
-          store_n<T>(o + j, rr, (cv * wv) * (Lv - shifted<T>(load_n<T>(xr + j, rr, T(0)), mv)));
+          store_n<T>(o + j, rr, (cv * wv) * (Lv - shifted<T>(c, mv)));
         });
       }
     }
   }
+}
+
+template <class T, class Md>
+void ce_rows_capped(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  if (op == LossOp::grad_input || op == LossOp::loss_and_grad)
+    ce_rows_capped_impl<T, Md, true>(op, a, begin, end, loss_sum);
+  else
+    ce_rows_capped_impl<T, Md, false>(op, a, begin, end, loss_sum);
 }
 
 // ----------------------------------------------------------------------------- short rows
@@ -388,12 +683,39 @@ void cross_entropy_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t e
   with_mode(a, [&](auto md) {
     using Md = decltype(md);
     if constexpr (!Md::prob) {
-      if (a.inner == 1 && is_short_row(a.classes)) return ce_short_rows<T, Md>(op, a, begin, end, loss_sum);
+      // The short-row kernels know neither LLM head: z_loss or a softcap takes the row kernels.
+      if (a.inner == 1 && is_short_row(a.classes) && a.z_loss == 0.0 && a.softcap == 0.0)
+        return ce_short_rows<T, Md>(op, a, begin, end, loss_sum);
     }
-    if (a.inner == 1)
+    if (a.inner == 1 && a.softcap > 0.0)
+      ce_rows_capped<T, Md>(op, a, begin, end, loss_sum);
+    else if (a.inner == 1)
       ce_rows<T, Md>(op, a, begin, end, loss_sum);
     else
       ce_lanes<T, Md>(op, a, begin, end, loss_sum);
+  });
+}
+
+// The rows cross_entropy_units gives ce_rows, with class targets.
+bool takes_low_rows(LossOp op, const CeArgs<float>& a) {
+  if (a.inner != 1 || !a.target || a.softcap != 0.0 || op == LossOp::grad_target) return false;
+  return !(is_short_row(a.classes) && a.z_loss == 0.0);
+}
+
+// 16-bit rows through LowRows (cross_entropy.h).
+void cross_entropy_low_rows(LowFormat fmt, LossOp op, const CeArgs<float>& a, const uint16_t* input, uint16_t* grad_out,
+                            int64_t begin, int64_t end, double* loss_sum) {
+  thread_local std::vector<float> scratch;  // a group of float32 rows, kept for the thread's life
+  const size_t need = static_cast<size_t>(row_group(a.classes, sizeof(float)) * a.classes);
+  if (scratch.size() < need) scratch.resize(need);
+  with_mode(a, [&](auto md) {
+    using Md = decltype(md);
+    if constexpr (!Md::prob) {
+      if (fmt == LowFormat::bf16)
+        ce_rows_io<float, Md>(op, a, LowRows<Bf16>{a, input, grad_out, scratch.data()}, begin, end, loss_sum);
+      else
+        ce_rows_io<float, Md>(op, a, LowRows<F16>{a, input, grad_out, scratch.data()}, begin, end, loss_sum);
+    }
   });
 }
 
@@ -435,10 +757,12 @@ void nll_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double
   *loss_sum += sum;
 }
 
-template <class T>
-int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum) {
+// Count: also count the non-ignored samples (z_loss's divisor); a template argument, so the
+// usual call's loop is the one without z_loss.
+template <class T, bool Count>
+int64_t check_targets_impl(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum) {
   double s = 0.0;
-  int64_t bad = -1;
+  int64_t bad = -1, counted = 0;
   for (int64_t i = begin; i < end; ++i) {
     const int64_t y = read_target(a, i);
     if (y == a.ignore_index) continue;
@@ -447,9 +771,17 @@ int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* we
       break;
     }
     s += a.weight ? static_cast<double>(a.weight[y]) : 1.0;
+    if constexpr (Count) ++counted;
   }
   *weight_sum += s;
+  if constexpr (Count) weight_sum[1] += static_cast<double>(counted);
   return bad;
+}
+
+template <class T>
+int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum) {
+  return a.z_loss != 0.0 ? check_targets_impl<T, true>(a, begin, end, weight_sum)
+                         : check_targets_impl<T, false>(a, begin, end, weight_sum);
 }
 
 // W = sum_c weight[c], in class order (its rounding does not depend on the thread count).
@@ -468,7 +800,8 @@ constexpr CrossEntropyKernels<T> make_kernels() {
 }  // namespace
 
 const CrossEntropyTable& cross_entropy_table() {
-  static const CrossEntropyTable table{make_kernels<float>(), make_kernels<double>()};
+  static const CrossEntropyTable table{make_kernels<float>(), make_kernels<double>(), takes_low_rows,
+                                       cross_entropy_low_rows};
   return table;
 }
 

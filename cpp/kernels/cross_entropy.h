@@ -30,6 +30,20 @@
 //   A sample whose logits are all -inf has no limit: its loss and gradient are NaN (as torch).
 //   NaN in a sample's logits makes its loss and gradient NaN.
 //   Ignored samples (target == ignore_index) have loss 0 and gradient 0 and are not range-checked.
+//   LLM heads (SPEC "LLM heads"), both off by default:
+//   softcap s > 0: every logit x is replaced by c(x) = s tanh(x / s) first, so everything above
+//     reads x_j as c(x_j), m as c(max_j x_j) (c is increasing), and the input gradient gets the
+//     chain factor c'(x_j) = sech^2(x_j / s) = 1 - tanh^2. Capped logits are finite, so an
+//     all -inf row is a uniform one (no NaN). Rows only (inner == 1; the Python layer moves the
+//     class axis last for inner > 1).
+//   z_loss z: loss += z lse^2 with lse = m + L, unweighted by w and by smoothing;
+//     d/dx_j += gz 2 z lse p_j, where gz is the z part's own upstream gradient (its "mean"
+//     divides by the number of non-ignored samples, not by sum w[y]).
+//   With softcap, the loss-only call caps each element once in pass 2 (the max pass needs no
+//   tanh); a gradient call without the a_j term stores e_j c'(x_j) in pass 2, so the gradient
+//   pass is the usual multiply; with the a_j term (smoothing, probabilities) c'(x_j) is needed
+//   beside e_j, and the gradient pass recomputes both from the input (pass 2 stores nothing, so
+//   the input survives even when it is the output).
 // Sums over classes accumulate in double (rows) or compensated (Kahan) in the input's type
 // (lanes); the loss per sample is formed in double and rounded once.
 // Accuracy (tests/test_cross_entropy.py): float32 per-sample loss within 4 ulp of the exact value.
@@ -38,6 +52,7 @@
 #include <cstdint>
 
 #include "isa_list.h"
+#include "kernels/convert.h"
 #include "kernels/loss_op.h"
 
 namespace logitops {
@@ -56,6 +71,11 @@ struct CeArgs {
   double grad_scale;       // multiplies every gradient (the scalar upstream gradient / the mean's divisor)
   T* loss_out;             // per-sample loss, or nullptr: losses are summed into *loss_sum
   T* grad_out;             // the gradient, like input (may be input itself)
+  // LLM heads (0 = off). With z_loss != 0, *loss_sum and check_targets' *weight_sum point at two
+  // doubles: [1] is the z part's sum (z lse^2) and the number of non-ignored samples.
+  double z_loss;
+  double z_grad_scale;  // gz without grad_output: the scalar upstream gradient / the z part's divisor
+  double softcap;       // s > 0, or 0; rows only (inner == 1)
 };
 
 // Lanes per unit of work when inner > 1: at most kCeMaxLanes, fewer when C is large so the
@@ -78,7 +98,8 @@ inline int64_t ce_units(int64_t outer, int64_t classes, int64_t inner, int64_t i
 template <class T>
 struct CrossEntropyKernels {
   // Samples [begin, end): the first whose class target is neither ignore_index nor in [0, C),
-  // or -1. Adds weight[target] (1 without weight) over the non-ignored samples to *weight_sum.
+  // or -1. Adds weight[target] (1 without weight) over the non-ignored samples to *weight_sum
+  // (and, with z_loss, their number to weight_sum[1]).
   int64_t (*check_targets)(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum);
   // W = sum_c weight[c] (the label-smoothing term's total weight).
   double (*class_weight_sum)(const T* weight, int64_t classes);
@@ -91,6 +112,16 @@ struct CrossEntropyKernels {
 struct CrossEntropyTable {
   CrossEntropyKernels<float> f32;
   CrossEntropyKernels<double> f64;
+  // 16-bit calls (float16 / bfloat16, format fmt) where the float32 call would take the row
+  // kernels (inner == 1, class targets, no softcap, not short rows; op loss, grad_input or
+  // loss_and_grad: takes_low_rows) run cross_entropy_low_rows over their rows [begin, end): the
+  // logits read from `input` and the gradient written to `grad_out` (16-bit, or null without a
+  // gradient) through float32 rows in the thread's scratch, each 16-bit byte read once and
+  // written once. a.input and a.grad_out are unused; the other arrays of `a` are float32, as in a
+  // float32 call. The other 16-bit calls run float32 blocks (cpp/bind/low_precision.h).
+  bool (*takes_low_rows)(LossOp op, const CeArgs<float>& a);
+  void (*cross_entropy_low_rows)(LowFormat fmt, LossOp op, const CeArgs<float>& a, const uint16_t* input,
+                                 uint16_t* grad_out, int64_t begin, int64_t end, double* loss_sum);
 };
 
 LO_DECLARE_TABLE(const CrossEntropyTable&, cross_entropy_table)

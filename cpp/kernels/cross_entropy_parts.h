@@ -113,6 +113,7 @@ struct Group {
   // A (p_y - 1) + B (W p_y - w_y); grad_target: coef (L - d_j) w_j.
   T coef[K], sub[K], keep[K], Lt[K];
   double A[K], B[K];
+  double zc[K];  // z_loss: the z part's gradient is zc p_j (zc = gz 2 z lse)
 };
 
 template <class T>
@@ -136,15 +137,22 @@ void finalize(LossOp op, const CeArgs<T>& a, const Params<T>& pr, Group<T>& g, b
     store_n<double>(g.L + k, r, vlog1p<double>(load_n<double>(g.others + k, r, 0.0)));
   });
   const double W = a.weight_total;
-  double sum = 0.0;
+  const bool zl = a.z_loss != 0.0 && op != LossOp::grad_target;
+  double sum = 0.0, zsum = 0.0;
   for (int64_t k = 0; k < g.count; ++k) {
     const int64_t s = g.s0 + k;
-    double loss = 0.0, coef = 0.0, sub = 0.0, A = 0.0, B = 0.0;
+    double loss = 0.0, coef = 0.0, sub = 0.0, A = 0.0, B = 0.0, zpart = 0.0, zc = 0.0;
     if (g.valid[k]) {
       const double gk = (a.grad_output ? static_cast<double>(a.grad_output[s]) : 1.0) * a.grad_scale;
       const double L = g.L[k], Z = 1.0 + g.others[k];
+      if (zl) {
+        const double lse = static_cast<double>(g.m[k]) + L;
+        zpart = a.z_loss * lse * lse;
+        zc = (a.grad_output ? static_cast<double>(a.grad_output[s]) : 1.0) * a.z_grad_scale * 2.0 * a.z_loss * lse;
+      }
       if (g.m[k] == -std::numeric_limits<T>::infinity() && a.classes > 0) {
-        loss = coef = sub = A = B = std::numeric_limits<double>::quiet_NaN();  // all -inf: no limit
+        // all -inf: no limit
+        loss = coef = sub = A = B = zpart = zc = std::numeric_limits<double>::quiet_NaN();
       } else if (op == LossOp::grad_target) {
         coef = gk * pr.keep;
       } else if (Md::prob) {
@@ -168,12 +176,13 @@ void finalize(LossOp op, const CeArgs<T>& a, const Params<T>& pr, Group<T>& g, b
         coef = (Md::dot ? A + B * W : A) / Z;
         sub = B;
       }
+      if (zl) coef += zc / Z;
     }
     if (want_loss) {
       if (a.loss_out)
-        a.loss_out[s] = static_cast<T>(loss);
+        a.loss_out[s] = static_cast<T>(loss + zpart);
       else
-        sum += loss;
+        sum += loss, zsum += zpart;
     }
     g.coef[k] = static_cast<T>(coef);
     g.sub[k] = static_cast<T>(sub);
@@ -181,8 +190,10 @@ void finalize(LossOp op, const CeArgs<T>& a, const Params<T>& pr, Group<T>& g, b
     g.Lt[k] = static_cast<T>(g.L[k]);
     g.A[k] = A;
     g.B[k] = B;
+    g.zc[k] = zc;
   }
   *loss_sum += sum;
+  if (zl) loss_sum[1] += zsum;
 }
 
 // The gradient at the target class: A (p_y - 1) + B (W p_y - w_y), with e_y = exp(d_y) as
@@ -197,6 +208,7 @@ T target_grad(const CeArgs<T>& a, const Group<T>& g, int64_t k, double ey) {
     const double wy = Md::weighted ? static_cast<double>(a.weight[g.y[k]]) : 1.0;
     v += g.B[k] * (a.weight_total * (ey / Z) - wy);
   }
+  if (a.z_loss != 0.0) v += g.zc[k] * (ey / Z);
   return static_cast<T>(v);
 }
 

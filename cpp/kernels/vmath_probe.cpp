@@ -25,11 +25,36 @@ void softplus_n(const T* x, int64_t n, T* out) {
   map_unary(x, n, out, [](typename Simd<T>::V v) { return vsoftplus<T>(v); });
 }
 
+template <class T>
+void tanh_n(const T* x, int64_t n, T* out) {
+  map_unary(x, n, out, [](typename Simd<T>::V v) { return vtanh<T>(v); });
+}
+template <class T>
+void tanh_pair_n(const T* x, int64_t n, T* out) {
+  map_unary(x, n, out, [](typename Simd<T>::V v) {
+    typename Simd<T>::V t, s2;
+    vtanh_sech2<T>(v, t, s2);
+    return t;
+  });
+}
+template <class T>
+void sech2_n(const T* x, int64_t n, T* out) {
+  map_unary(x, n, out, [](typename Simd<T>::V v) {
+    typename Simd<T>::V t, s2;
+    vtanh_sech2<T>(v, t, s2);
+    return s2;
+  });
+}
+
+template <class T>
+constexpr VmathKernels<T> make_vmath() {
+  return {exp_n<T>, log1p_n<T>, log_n<T>, softplus_n<T>, tanh_n<T>, tanh_pair_n<T>, sech2_n<T>};
+}
+
 }  // namespace
 
 const VmathTable& vmath_table() {
-  static const VmathTable table{{exp_n<float>, log1p_n<float>, log_n<float>, softplus_n<float>},
-                                {exp_n<double>, log1p_n<double>, log_n<double>, softplus_n<double>}};
+  static const VmathTable table{make_vmath<float>(), make_vmath<double>()};
   return table;
 }
 

@@ -15,6 +15,9 @@ struct VmathKernels {
   void (*log1p)(const T* x, int64_t n, T* out);
   void (*log)(const T* x, int64_t n, T* out);
   void (*softplus)(const T* x, int64_t n, T* out);
+  void (*tanh)(const T* x, int64_t n, T* out);
+  void (*tanh_pair)(const T* x, int64_t n, T* out);  // vtanh_sech2's tanh
+  void (*sech2)(const T* x, int64_t n, T* out);      // vtanh_sech2's sech^2
 };
 
 struct VmathTable {

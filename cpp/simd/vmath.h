@@ -15,6 +15,9 @@
 //             special values but NaN).
 //   vlog(x)   <= 2 ulp for positive normal and subnormal x; log(0) = -inf, x < 0 -> NaN,
 //             +inf -> +inf, NaN -> NaN.
+//   vtanh(u)  (bound: VMATH_ULP in tests/_tolerances.py) tanh(+-0) = +-0, +-inf -> +-1, NaN -> NaN.
+//   vtanh_sech2(u, t, s2)  t bit for bit as vtanh, and s2 = sech(u)^2 = 1 - tanh(u)^2 without the
+//             cancellation of 1 - t*t (the softcap's chain factor).
 //
 // exp: x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite split of ln2 so n*ln2_hi is exact),
 // exp(r) by its Taylor polynomial (degree 7 for float, 13 for double: truncation below
@@ -146,6 +149,71 @@ LO_INLINE typename Simd<T>::V vexp_nonpos(typename Simd<T>::V d) {
   V r = S::fma(n, S::set(-C::ln2_hi), dc);
   r = S::fma(n, S::set(-C::ln2_lo), r);
   return (exp_small_poly<T>(r) * S::low_bits_to_exponent(t)) * S::set(std::ldexp(T(1), -kShift));
+}
+
+// tanh from e = exp(-2|u|) and em1 = expm1(-2|u|) = e - 1, in the form where nothing cancels:
+//   |u| <= 0.55 (|tanh u| <= 1/2):  |tanh u| = -em1 / (2 + em1),  sech^2 u = (1 - t)(1 + t) >= 3/4;
+//   |u| >  0.55:  delta = 1 - |tanh u| = 2e / (1 + e) <= 1/2,  |tanh u| = 1 - delta,
+//                 sech^2 u = delta (2 - delta)  (1 - t*t would cancel as t -> 1).
+// One division either way. em1 is formed as 2^n expm1(r) + (2^n - 1) from the reduced argument
+// r (expm1(r) by its Taylor polynomial without the constant: degree 8 float, 14 double, truncation
+// below 0.02 ulp), e as 2^n (1 + expm1(r)) in two halves like vexp (a subnormal e rounded once).
+template <class T>
+LO_INLINE typename Simd<T>::V expm1_reduced_poly(typename Simd<T>::V r) {
+  using S = Simd<T>;
+  constexpr int degree = std::is_same_v<T, float> ? 8 : 14;
+  T inv_fact[degree + 1];
+  inv_fact[0] = T(1);
+  for (int k = 1; k <= degree; ++k) inv_fact[k] = inv_fact[k - 1] / T(k);
+  typename S::V p = S::set(inv_fact[degree]);
+  for (int k = degree - 1; k >= 2; --k) p = S::fma(p, r, S::set(inv_fact[k]));
+  return S::fma(p, r * r, r);  // r + r^2 (1/2 + r/6 + ...)
+}
+
+// |tanh u| (`a`) and, when WithSech2, sech^2 u; `big` is |u| > 0.55.
+template <class T, bool WithSech2>
+LO_INLINE void tanh_abs(typename Simd<T>::V u, typename Simd<T>::V& a, typename Simd<T>::V& s2) {
+  using S = Simd<T>;
+  using C = MathConst<T>;
+  using V = typename S::V;
+  const V one = S::set(T(1)), two = S::set(T(2));
+  const V au = S::abs(u);
+  // Clamped where e is 0 and em1 is -1 anyway; the bound goes first so a NaN u survives.
+  const V x = S::max(S::set(C::exp_lo), S::set(T(-2)) * au);
+  V n;
+  const V p = expm1_reduced_poly<T>(exp_reduce<T>(x, n));
+  // Below 2^-(mant_bits + 3), 2^n - 1 rounds to -1 and 2^n p vanishes: cap n where 2^n is normal.
+  const V scale = S::pow2i(S::max(n, S::set(T(-(C::mant_bits + 3)))));
+  const V em1 = S::fma(scale, p, scale - one);
+  const V n1 = S::round_int(n * S::set(T(0.5)) - S::set(T(0.25)));  // floor(n/2)
+  const V e = ((p + one) * S::pow2i(n1)) * S::pow2i(n - n1);
+  const auto big = S::gt(au, S::set(T(0.55)));
+  const V r = S::select(big, e + e, -em1) / S::select(big, one + e, two + em1);
+  a = S::select(big, one - r, r);
+  if constexpr (WithSech2) s2 = S::select(big, r * (two - r), (one - a) * (one + a));
+}
+
+// Keeps u's sign on |tanh u| (and +-0, NaN as they are).
+template <class T>
+LO_INLINE typename Simd<T>::V with_sign_of(typename Simd<T>::V u, typename Simd<T>::V a) {
+  using S = Simd<T>;
+  const typename S::V t = S::select(S::lt(u, S::zero()), -a, a);
+  return S::select(S::eq(u, S::zero()), u, t);
+}
+
+template <class T>
+LO_INLINE typename Simd<T>::V vtanh(typename Simd<T>::V u) {
+  typename Simd<T>::V a, unused;
+  tanh_abs<T, false>(u, a, unused);
+  return with_sign_of<T>(u, a);
+}
+
+// tanh(u) (the same bits as vtanh) and sech(u)^2 = 1 - tanh(u)^2.
+template <class T>
+LO_INLINE void vtanh_sech2(typename Simd<T>::V u, typename Simd<T>::V& t, typename Simd<T>::V& s2) {
+  typename Simd<T>::V a;
+  tanh_abs<T, true>(u, a, s2);
+  t = with_sign_of<T>(u, a);
 }
 
 // log(1 + f) + k*ln2 + c for f = m - 1, m in [sqrt(1/2), sqrt(2)), given s = f / (2 + f);

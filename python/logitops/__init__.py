@@ -17,10 +17,20 @@ except ImportError as exc:  # pragma: no cover - only without a build
         "Install it with `pip install .` from the source tree."
     ) from exc
 
-from . import _binary, _cross_entropy, _divergence, _margin, _modules, _partials, _symmetric_ce
+from . import (
+    _binary,
+    _cross_entropy,
+    _divergence,
+    _linear_cross_entropy,
+    _margin,
+    _modules,
+    _partials,
+    _symmetric_ce,
+)
 from ._binary import *  # noqa: F401,F403  (its __all__)
 from ._cross_entropy import *  # noqa: F401,F403  (its __all__)
 from ._divergence import *  # noqa: F401,F403  (its __all__)
+from ._linear_cross_entropy import *  # noqa: F401,F403  (its __all__)
 from ._margin import *  # noqa: F401,F403  (its __all__)
 from ._modules import *  # noqa: F401,F403  (its __all__: the loss objects)
 from ._partials import LossPartials, combine_partials, loss_divisor, loss_partials  # noqa: F401
@@ -115,6 +125,7 @@ __all__ = [
     "sigmoid_backward",
     *_binary.__all__,
     *_cross_entropy.__all__,
+    *_linear_cross_entropy.__all__,
     *_margin.__all__,
     *_divergence.__all__,
     *_symmetric_ce.__all__,

@@ -74,12 +74,19 @@ def binary_cross_entropy_with_logits(
 ) -> tuple[float, float, int, _Float | None, _Float | None]: ...
 
 # Multiclass losses: (loss_sum, divisor, index of the first bad class target or -1,
-# flat per-sample losses or None, gradient or None).
+# flat per-sample losses or None, gradient or None, z-loss sum, z-loss divisor).
 def cross_entropy(
     op: int, reduction: int, input: _Float, target: NDArray[np.int64] | None, probs: _Float | None,
     weight: _Float | None, outer: int, classes: int, inner: int, ignore_index: int, label_smoothing: float,
     grad_output: _Float | None, grad_value: float, out: _Float | None,
 ) -> tuple[float, float, int, _Float | None, _Float | None]: ...
+# cross_entropy with the LLM heads (z_loss, softcap; 0 = off): its five results and the z
+# part's (sum, divisor).
+def cross_entropy_heads(
+    op: int, reduction: int, input: _Float, target: NDArray[np.int64] | None, probs: _Float | None,
+    weight: _Float | None, outer: int, classes: int, inner: int, ignore_index: int, label_smoothing: float,
+    grad_output: _Float | None, grad_value: float, out: _Float | None, z_loss: float, softcap: float,
+) -> tuple[float, float, int, _Float | None, _Float | None, float, float]: ...
 def nll_loss(
     op: int, reduction: int, input: _Float, target: NDArray[np.int64] | None, probs: _Float | None,
     weight: _Float | None, outer: int, classes: int, inner: int, ignore_index: int, label_smoothing: float,

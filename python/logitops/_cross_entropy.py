@@ -20,6 +20,14 @@ tests/test_cross_entropy.py (TestDeviations):
 6. Ignored samples (target == ignore_index) get a gradient of exactly 0, even when their logits
    hold NaN (torch: nan).
 
+LLM heads (SPEC.md): keyword-only `z_loss` (Liger-Kernel's lse_square_scale: z lse^2 per
+non-ignored sample, unweighted; "mean" divides that part by the number of non-ignored samples)
+and `softcap` (every logit x becomes s tanh(x / s) first). torch has neither: the tests prove
+them against a float64 NumPy reference. With label smoothing or probability targets, z_loss is
+still z lse^2 of each sample's (capped) logits: neither the smoothing nor the targets enter it.
+A softcap on an input with spatial dimensions (N, C, d1, ...) moves the class axis last first
+(one transposing copy: the capped kernel walks rows).
+
 Not deviations but digits: the loss of a confident correct prediction is log1p(sum_{j != y}
 exp(x_j - x_y)) to within a few ulp (torch returns 0 or a rounding error), and the gradient at
 the target class, p_y - 1, is formed without cancellation.
@@ -27,7 +35,9 @@ the target class, p_y - 1, is formed without cancellation.
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Callable
 from math import prod
 from typing import Any
 
@@ -41,7 +51,6 @@ from ._checks import (
     OP_LOSS,
     OP_LOSS_AND_GRAD,
     REDUCTION_CODES,
-    LossKernel,
     check_out,
     check_reduction,
     contiguous,
@@ -64,6 +73,8 @@ __all__ = [
 ]
 
 _REDUCTION = REDUCTION_CODES
+# The multiclass bindings without heads: (loss_sum, divisor, bad, losses, gradient).
+CeKernel = Callable[..., "tuple[float, float, int, np.ndarray | None, np.ndarray | None]"]
 _I64 = np.dtype(np.int64)
 _U64 = np.dtype(np.uint64)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -219,22 +230,71 @@ def _check_label_smoothing(label_smoothing: Any) -> float:
     return ls
 
 
-def _run(kernel: LossKernel, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
-         grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None) -> tuple[Any, np.ndarray | None]:
-    """(loss: reduced per `reduction`, or None for a gradient op; gradient or None)."""
-    total, divisor, bad, losses, grad = kernel(op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight,
-                                               p.outer, p.classes, p.inner, ignore_index, label_smoothing,
-                                               grad_output, grad_value, out)
+def _check_z_loss(z_loss: Any) -> float:
+    if type(z_loss) is not float:
+        if isinstance(z_loss, (bool, np.bool_)) or not isinstance(z_loss, (numbers.Real, np.floating, np.integer)):
+            raise TypeError(f"z_loss must be a float, got {type(z_loss).__name__}")
+        z_loss = float(z_loss)
+    if not math.isfinite(z_loss):
+        raise ValueError(f"z_loss must be a finite number, got {z_loss}")
+    return float(z_loss)
+
+
+def _check_softcap(softcap: Any) -> float:
+    """The binding's softcap: s > 0, or 0.0 for None (off)."""
+    if softcap is None:
+        return 0.0
+    if isinstance(softcap, (bool, np.bool_)) or not isinstance(softcap, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"softcap must be a positive float or None, got {type(softcap).__name__}")
+    s = float(softcap)
+    if not (s > 0.0 and math.isfinite(s)):
+        raise ValueError(f"softcap must be a positive finite number or None, got {softcap}")
+    return s
+
+
+def _rows_for_softcap(p: _Prepared) -> None:
+    """The capped kernel walks rows: (N, C, d...) input moved to (N, d..., C) (one copy)."""
+    if p.inner == 1:
+        return
+    p.input = np.ascontiguousarray(np.moveaxis(p.input, 1, -1))
+    if p.probs is not None:
+        p.probs = np.ascontiguousarray(np.moveaxis(p.probs, 1, -1))
+    p.outer, p.inner = p.outer * p.inner, 1
+    p.channels_last = True
+
+
+def _mean_part(total: float, divisor: float) -> float:
+    """reduce_loss's mean as a Python float (nan for 0/0, a signed inf for x/0)."""
+    return float(reduce_loss(total, divisor, "mean", np.dtype(np.float64)))
+
+
+def _run(kernel: CeKernel, op: int, p: _Prepared, ignore_index: int, label_smoothing: float, reduction: str,
+         grad_output: np.ndarray | None = None, grad_value: float = 1.0, out: np.ndarray | None = None,
+         heads: tuple[float, float] | None = None) -> tuple[Any, np.ndarray | None]:
+    """(loss: reduced per `reduction`, or None for a gradient op; gradient or None). `heads`:
+    (z_loss, softcap) when either is on (softcap 0.0 for off)."""
+    if heads is None:  # the usual call: the binding without heads
+        total, divisor, bad, losses, grad = kernel(
+            op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner,
+            ignore_index, label_smoothing, grad_output, grad_value, out)
+    else:  # cross_entropy only (nll_loss has no heads)
+        total, divisor, bad, losses, grad, z_total, z_divisor = _core.cross_entropy_heads(
+            op, _REDUCTION[reduction], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner,
+            ignore_index, label_smoothing, grad_output, grad_value, out, heads[0], heads[1])
     if bad >= 0:
         assert p.target is not None
         raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
     loss = None
     if op == OP_LOSS or op == OP_LOSS_AND_GRAD:
-        if divisor and reduction == "mean" and p.dtype in FLOAT_DTYPES:  # the usual call, without reduce_loss's call
-            loss = p.dtype.type(total / divisor)
+        if divisor and reduction == "mean" and heads is None and p.dtype in FLOAT_DTYPES:
+            loss = p.dtype.type(total / divisor)  # the usual call, without reduce_loss's call
         elif reduction == "none":
             assert losses is not None  # stored for "none"
             loss = losses.reshape(p.sample_shape)
+        elif heads is not None and heads[0]:
+            # Two parts, each with its own divisor (SPEC: the z part's mean is over the samples).
+            both = total + z_total if reduction == "sum" else _mean_part(total, divisor) + _mean_part(z_total, z_divisor)
+            loss = reduce_loss(both, 1.0, "sum", p.dtype)  # rounded once, into any dtype
         else:
             loss = reduce_loss(total, divisor, reduction, p.dtype)
     if grad is not None and p.channels_last:
@@ -275,9 +335,12 @@ def _grad_dtype(grad_output: Any, reduction: str) -> Any:
 
 def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
                   size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
-                  reduction: str = "mean", label_smoothing: float = 0.0) -> Any:
+                  reduction: str = "mean", label_smoothing: float = 0.0, *, z_loss: float = 0.0,
+                  softcap: float | None = None) -> Any:
     """Cross-entropy between the logits `input` and class indices or probabilities `target`
-    (F.cross_entropy), without forming log_softmax; exact for confident predictions."""
+    (F.cross_entropy), without forming log_softmax; exact for confident predictions. `z_loss`
+    adds z_loss * logsumexp**2 per non-ignored sample; `softcap` s replaces every logit x by
+    s * tanh(x / s) first (both as Liger-Kernel's cross-entropy)."""
     if size_average is not None or reduce is not None:
         reduction = legacy_reduction(size_average, reduce)
     if reduction.__class__ is not str or reduction not in _REDUCTION:
@@ -286,13 +349,18 @@ def cross_entropy(input: np.ndarray, target: np.ndarray, weight: np.ndarray | No
     if ls.__class__ is not float or not 0.0 <= ls <= 1.0:
         ls = _check_label_smoothing(label_smoothing)
     p = _prepare(input, target, weight, ignore_index, False)
-    return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction)[0]
+    if softcap is None and z_loss == 0.0 and z_loss.__class__ is float:  # the usual call
+        return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction)[0]
+    heads = (_check_z_loss(z_loss), _check_softcap(softcap))
+    if heads[1]:
+        _rows_for_softcap(p)
+    return _run(_core.cross_entropy, OP_LOSS, p, int(ignore_index), ls, reduction, heads=heads)[0]
 
 
 def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
                            size_average: bool | None = None, ignore_index: int = -100, reduce: bool | None = None,
-                           reduction: str = "mean", label_smoothing: float = 0.0, *,
-                           wrt: str = "input") -> np.ndarray:
+                           reduction: str = "mean", label_smoothing: float = 0.0, *, z_loss: float = 0.0,
+                           softcap: float | None = None, wrt: str = "input") -> np.ndarray:
     """Gradient of cross_entropy with respect to input (softmax-shaped: g [(A + B W) p - A onehot
     - B w] for class targets, g (S p - w q) for probabilities) or, with wrt="target", to
     probability targets (-g (1 - label_smoothing) w log_softmax(input))."""
@@ -302,12 +370,17 @@ def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarr
     ls = _check_label_smoothing(label_smoothing)
     if wrt not in ("input", "target"):
         raise ValueError(f"wrt must be 'input' or 'target', got {wrt!r}")
+    z = _check_z_loss(z_loss)
+    cap = _check_softcap(softcap)
     p = _prepare(input, target, weight, ignore_index, False, _grad_dtype(grad_output, reduction))
     if wrt == "target" and p.probs is None:
         raise ValueError("wrt='target' needs probability targets (class indices have no gradient)")
     g, gv = _grad_output(grad_output, p, reduction)
+    if cap:
+        _rows_for_softcap(p)  # grad_output is laid out per sample: (N, d...) both ways
     op = OP_GRAD_INPUT if wrt == "input" else OP_GRAD_TARGET
-    grad = _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv)[1]
+    heads = (z, cap) if z or cap else None
+    grad = _run(_core.cross_entropy, op, p, int(ignore_index), ls, reduction, g, gv, heads=heads)[1]
     assert grad is not None  # a gradient op returns one
     return grad
 
@@ -315,10 +388,11 @@ def cross_entropy_backward(grad_output: Any, input: np.ndarray, target: np.ndarr
 def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.ndarray | None = None,
                                  size_average: bool | None = None, ignore_index: int = -100,
                                  reduce: bool | None = None, reduction: str = "mean", label_smoothing: float = 0.0,
-                                 *, out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+                                 *, z_loss: float = 0.0, softcap: float | None = None,
+                                 out: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
     """(cross_entropy, its gradient with respect to input) in one pass over the logits, one exp
-    per element. `out` receives the gradient and may be `input` itself (the logits are
-    overwritten: no second N x C buffer)."""
+    per element (and one tanh with `softcap`). `out` receives the gradient and may be `input`
+    itself (the logits are overwritten: no second N x C buffer)."""
     if size_average is not None or reduce is not None:
         reduction = legacy_reduction(size_average, reduce)
     if reduction.__class__ is not str or reduction not in _REDUCTION:
@@ -327,7 +401,22 @@ def cross_entropy_value_and_grad(input: np.ndarray, target: np.ndarray, weight: 
     p = _prepare(input, target, weight, ignore_index, False, rows_ok=out is None)
     out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
                     (("target", p.target), ("target", p.probs), ("weight", p.weight)))
-    loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
+    if softcap is None and z_loss == 0.0 and z_loss.__class__ is float:  # the usual call
+        loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out)
+        assert grad is not None  # the fused op returns one
+        return loss, grad
+    heads = (_check_z_loss(z_loss), _check_softcap(softcap))
+    if heads[1] and p.inner != 1:
+        # Rows of the moved copy, then the gradient back into out's (N, C, d...) layout.
+        _rows_for_softcap(p)
+        loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, heads=heads)
+        assert grad is not None
+        if out is not None:
+            out[...] = grad
+            grad = out
+        return loss, grad
+    loss, grad = _run(_core.cross_entropy, OP_LOSS_AND_GRAD, p, int(ignore_index), ls, reduction, out=out,
+                      heads=heads)
     assert grad is not None  # the fused op returns one
     return loss, grad
 
@@ -387,10 +476,25 @@ def nll_loss_value_and_grad(input: np.ndarray, target: np.ndarray, weight: np.nd
 # block, from the kernels' own (loss_sum, divisor), and the divisor alone from the targets.
 
 
+def _heads_of(kw: dict[str, Any], nll: bool) -> tuple[float, float]:
+    """(z_loss, softcap as the binding takes it) of the forward's arguments `kw`. A block's
+    partials are one (sum, divisor) pair: with z_loss that pair holds only while both parts'
+    means divide by the same number (no class weight: the non-ignored samples, or the samples
+    for probability targets)."""
+    if nll:
+        return 0.0, 0.0
+    z, cap = _check_z_loss(kw.get("z_loss", 0.0)), _check_softcap(kw.get("softcap"))
+    if z and kw.get("weight") is not None:
+        raise ValueError("z_loss with a class weight: its mean divides by the samples, the loss's by sum w[y], "
+                         "so no single (total, divisor) pair combines them; reduce the two parts separately")
+    return z, cap
+
+
 def _partials(kw: dict[str, Any], nll: bool, grad_scale: float | None,
               out: np.ndarray | None) -> tuple[float, float, np.ndarray | None]:
     """(loss sum, divisor, gradient of grad_scale * loss sum or None) of the forward's arguments `kw`."""
     ls = 0.0 if nll else _check_label_smoothing(kw["label_smoothing"])
+    z, cap = _heads_of(kw, nll)
     ignore_index = kw["ignore_index"]
     p = _prepare(kw["input"], kw["target"], kw["weight"], ignore_index, nll, rows_ok=out is None)
     op = OP_LOSS
@@ -398,16 +502,26 @@ def _partials(kw: dict[str, Any], nll: bool, grad_scale: float | None,
         op = OP_LOSS_AND_GRAD
         out = check_out(out, p.dtype, p.shape, p.input, not p.channels_last,
                         (("target", p.target), ("target", p.probs), ("weight", p.weight)))
-    kernel = _core.nll_loss if nll else _core.cross_entropy
-    total, divisor, bad, _, grad = kernel(op, _REDUCTION["sum"], p.input, p.target, p.probs, p.weight, p.outer,
-                                          p.classes, p.inner, int(ignore_index), ls, None,
-                                          1.0 if grad_scale is None else grad_scale, out)
+    kernel_out = out
+    if cap and p.inner != 1:
+        _rows_for_softcap(p)  # rows of a moved copy; the gradient goes back into out below
+        kernel_out = None
+    args = (op, _REDUCTION["sum"], p.input, p.target, p.probs, p.weight, p.outer, p.classes, p.inner,
+            int(ignore_index), ls, None, 1.0 if grad_scale is None else grad_scale, kernel_out)
+    z_total = 0.0
+    if z or cap:
+        total, divisor, bad, _, grad, z_total, _ = _core.cross_entropy_heads(*args, z, cap)
+    else:
+        total, divisor, bad, _, grad = (_core.nll_loss if nll else _core.cross_entropy)(*args)
     if bad >= 0:
         assert p.target is not None
         raise IndexError(f"Target {int(p.target.reshape(-1)[bad])} is out of bounds.")
     if grad is not None and p.channels_last:
         grad = np.moveaxis(grad, -1, 1)
-    return float(total), float(divisor), grad
+    if grad is not None and out is not None and grad is not out:
+        out[...] = grad
+        grad = out
+    return float(total) + float(z_total), float(divisor), grad
 
 
 def _divisor(kw: dict[str, Any], nll: bool) -> float:
@@ -417,6 +531,7 @@ def _divisor(kw: dict[str, Any], nll: bool) -> float:
     as the forward checks it, class targets as the kernels do."""
     if not nll:
         _check_label_smoothing(kw["label_smoothing"])
+    _heads_of(kw, nll)
     ignore_index = kw["ignore_index"]
     p = _prepare(kw["input"], kw["target"], kw["weight"], ignore_index, nll, read_input=False)
     if p.target is None:  # probability targets: "mean" divides by the number of samples
