@@ -28,6 +28,9 @@ FUNCS = public_functions()
 MIN = lo.result_cache_info()["min_bytes"]
 # Families whose float16/bfloat16 calls compute on float32 copies (_checks.via_float32).
 VIA_FLOAT32 = ("kl_div", "sigmoid_focal_loss", "multilabel_soft_margin_loss", "symmetric_cross_entropy")
+# Results NumPy allocates: linear_cross_entropy's gradients are BLAS products written into NumPy
+# arrays (their page faults are nothing beside the products).
+NUMPY_RESULTS = ("linear_cross_entropy",)
 SHAPE = (40000, 5)  # per-sample results (40000,) of float32 are 160 kB: served by the cache too
 
 
@@ -100,7 +103,8 @@ def test_recycled_poisoned_buffers_give_the_same_bits(name, rng, cache_limit):
         what = f"{name} {first_array(kw).dtype} {kw.get('reduction', '')}"
         assert _bits(got) == _bits(want), what
         # (the 16-bit results of the float32-copy families are NumPy's astype)
-        if sizes and (first_array(kw).dtype.itemsize > 2 or split(name)[0] not in VIA_FLOAT32):
+        base = split(name)[0]
+        if sizes and base not in NUMPY_RESULTS and (first_array(kw).dtype.itemsize > 2 or base not in VIA_FLOAT32):
             assert lo.result_cache_info()["hits"] > hits, f"{what}: no result came from the cache"
         if "out" in params(name) and isinstance(want, (np.ndarray, tuple)):
             target = _arrays(want)[-1]
