@@ -16,9 +16,12 @@
 // __builtin_cpu_supports on x86 (GCC, Clang); the feature names are GCC's.
 #define LO_X86_HAS(feature) (__builtin_cpu_init(), __builtin_cpu_supports(feature))
 
-#define LO_ISA_LIST(ISA, ctx) \
-  ISA(scalar, true, ctx)      \
-  ISA(avx2, LO_X86_HAS("avx2") && LO_X86_HAS("fma") && LO_X86_HAS("f16c"), ctx)
+// neon (AArch64 Advanced SIMD, with FMA and half-precision conversions) is part of the AArch64
+// base architecture: every aarch64 CPU runs it, and only aarch64 builds compile it.
+#define LO_ISA_LIST(ISA, ctx)                                                   \
+  ISA(scalar, true, ctx)                                                        \
+  ISA(avx2, LO_X86_HAS("avx2") && LO_X86_HAS("fma") && LO_X86_HAS("f16c"), ctx) \
+  ISA(neon, true, ctx)
 
 // ----------------------------------------------------------------------------- helpers
 
