@@ -82,32 +82,18 @@ struct LowRows {
     const int64_t C = a.classes;
     const uint16_t* src = input + r * C;
     float* dst = scratch + k * C;
-    // row_max's accumulators, over the widened values as they are stored.
-    const V ninf = S::set(-std::numeric_limits<float>::infinity());
-    V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
-    int64_t i = 0;
-    for (; i + 4 * S::W <= C; i += 4 * S::W) {
-      const V v0 = F::load(src + i), v1 = F::load(src + i + S::W);
-      const V v2 = F::load(src + i + 2 * S::W), v3 = F::load(src + i + 3 * S::W);
-      S::store(dst + i, v0);
-      S::store(dst + i + S::W, v1);
-      S::store(dst + i + 2 * S::W, v2);
-      S::store(dst + i + 3 * S::W, v3);
-      m0 = S::max(m0, v0);
-      m1 = S::max(m1, v1);
-      m2 = S::max(m2, v2);
-      m3 = S::max(m3, v3);
-    }
-    for (; i + S::W <= C; i += S::W) {
-      const V v = F::load(src + i);
-      S::store(dst + i, v);
-      m0 = S::max(m0, v);
-    }
-    if (i < C) {
-      for (int64_t j = i; j < C; ++j) dst[j] = F::widen(src[j]);
-      m1 = S::max(m1, S::load_tail(dst + i, C - i, -std::numeric_limits<float>::infinity()));
-    }
-    *m = S::reduce_max(S::max(S::max(m0, m1), S::max(m2, m3)));
+    // row_max over the widened values as they are stored.
+    *m = row_max_by<float>(
+        C,
+        [&](int64_t i) {
+          const V v = F::load(src + i);
+          S::store(dst + i, v);
+          return v;
+        },
+        [&](int64_t i, int64_t rest) {
+          for (int64_t j = i; j < i + rest; ++j) dst[j] = F::widen(src[j]);
+          return S::load_tail(dst + i, rest, -std::numeric_limits<float>::infinity());
+        });
     return dst;
   }
   float* exps(int64_t /*r*/, int64_t k) const { return scratch + k * a.classes; }

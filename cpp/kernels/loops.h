@@ -64,23 +64,30 @@ inline void map_binary(const T* a, const T* b, int64_t n, T* out, F f) {
 
 // Largest element of x[0..n); -inf for n == 0. With NaN in the row the result may or may not be
 // NaN (max returns its second operand on NaN): the callers' sums make such a row NaN either way.
-// Four accumulators hide the max latency.
-template <class T>
-inline T row_max(const T* x, int64_t n) {
+// Four accumulators hide the max latency. row_max_by: the same over the vectors load(i) (i a
+// multiple of W) and the last r < W values tail(i, r) (-inf in the other lanes).
+template <class T, class Load, class Tail>
+inline T row_max_by(int64_t n, Load load, Tail tail) {
   using S = Simd<T>;
   using V = typename S::V;
   const V ninf = S::set(-std::numeric_limits<T>::infinity());
   V m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
   int64_t i = 0;
   for (; i + 4 * S::W <= n; i += 4 * S::W) {
-    m0 = S::max(m0, S::load(x + i));
-    m1 = S::max(m1, S::load(x + i + S::W));
-    m2 = S::max(m2, S::load(x + i + 2 * S::W));
-    m3 = S::max(m3, S::load(x + i + 3 * S::W));
+    m0 = S::max(m0, load(i));
+    m1 = S::max(m1, load(i + S::W));
+    m2 = S::max(m2, load(i + 2 * S::W));
+    m3 = S::max(m3, load(i + 3 * S::W));
   }
-  for (; i + S::W <= n; i += S::W) m0 = S::max(m0, S::load(x + i));
-  if (i < n) m1 = S::max(m1, S::load_tail(x + i, n - i, -std::numeric_limits<T>::infinity()));
+  for (; i + S::W <= n; i += S::W) m0 = S::max(m0, load(i));
+  if (i < n) m1 = S::max(m1, tail(i, n - i));
   return S::reduce_max(S::max(S::max(m0, m1), S::max(m2, m3)));
+}
+template <class T>
+inline T row_max(const T* x, int64_t n) {
+  return row_max_by<T>(
+      n, [&](int64_t i) { return Simd<T>::load(x + i); },
+      [&](int64_t i, int64_t r) { return Simd<T>::load_tail(x + i, r, -std::numeric_limits<T>::infinity()); });
 }
 
 }  // namespace LO_TARGET
