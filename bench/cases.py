@@ -35,7 +35,8 @@ try:  # bfloat16 rows (ml_dtypes comes with jax; importing it also lets np.dtype
 except ImportError:
     ml_dtypes = None
 
-BIG = 1_000_000  # elements from which a case runs at 2 threads too and gets the memory column
+BIG = 1_000_000  # elements from which a case gets the memory column
+TWO_THREADS = 100_000  # elements from which a case runs at 2 threads too
 TINY = 100  # elements below which a case measures the per-call overhead (its own table)
 
 Shape = tuple[int, ...]
@@ -275,13 +276,17 @@ ROWS_OUT = f32((2048, 32000))  # out= rows: where a fresh output's page faults s
 VEC = f32((1000,), (100_000,), (10_000_000,))
 VEC_QUICK = f32((1000,), (1_000_000,))
 VEC_OUT = f32((10_000_000,))
-BCE = f32((1000,), (100_000,), (10_000_000,))
-BCE_QUICK = f32((1_000_000,))
+BCE = f32((1000,), (100_000,), (2_000_000,), (10_000_000,))
+BCE_QUICK = f32((200_000,), (1_000_000,))
 ELEM_LOSS = f32((10_000_000,))
 ELEM_LOSS_QUICK = f32((1_000_000,))
 ROW_LOSS = f32((8192, 1000))
 ROW_LOSS_QUICK = f32((1024, 1000))
 CE = f32((64, 10), (8192, 1000), (2048, 32000), (256, 128256))
+# Short rows: two classes (the seeds' [batch, 2] logits), three, ten; BCE-with-logits on as many
+# elements (2e6) is the two-class case's yardstick.
+SHORT = f32((1_000_000, 2), (1_000_000, 3), (1_000_000, 10))
+SHORT_QUICK = f32((100_000, 2), (100_000, 10))
 CE_QUICK = f32((4096, 1000), (256, 32000))
 
 
@@ -300,19 +305,19 @@ def _torch_out(fn_name: str) -> Callable[[Any], Fn]:
 REGISTRY: tuple[Entry, ...] = (
     Entry("logsumexp", "rows", ("x",), lambda x: lo.logsumexp(x),
           io=lambda a: (a["x"].nbytes, a["x"].nbytes // a["x"].shape[-1]),
-          sizes=ROWS + f64((4096, 1000)), quick=ROWS_QUICK + f64((4096, 1000)),
+          sizes=ROWS + SHORT + f64((4096, 1000)), quick=ROWS_QUICK + SHORT_QUICK + f64((4096, 1000)),
           torch=lambda L: lambda x: L.torch.logsumexp(x, -1), numpy=_np_logsumexp,
           jax=lambda J: lambda x: J.jax.scipy.special.logsumexp(x, axis=-1)),
     Entry("log_softmax", "rows", ("x",), lambda x: lo.log_softmax(x), io=_same,
-          sizes=ROWS, quick=ROWS_QUICK, tiny=f32((8, 4)), out_form=lambda x, out: lo.log_softmax(x, out=out),
+          sizes=ROWS + SHORT, quick=ROWS_QUICK + SHORT_QUICK, tiny=f32((8, 4)), out_form=lambda x, out: lo.log_softmax(x, out=out),
           torch=lambda L: lambda x: L.F.log_softmax(x, -1), numpy=_np_log_softmax,
           jax=lambda J: lambda x: J.nn.log_softmax(x, axis=-1)),
-    Entry("softmax", "rows", ("x",), lambda x: lo.softmax(x), io=_same, sizes=ROWS, quick=ROWS_QUICK,
+    Entry("softmax", "rows", ("x",), lambda x: lo.softmax(x), io=_same, sizes=ROWS + SHORT, quick=ROWS_QUICK + SHORT_QUICK,
           out_form=lambda x, out: lo.softmax(x, out=out),
           torch=lambda L: lambda x: L.F.softmax(x, -1), numpy=_np_softmax,
           jax=lambda J: lambda x: J.nn.softmax(x, axis=-1)),
     Entry("log_softmax backward", "rows", ("g", "x"), lambda g, x: lo.log_softmax_backward(g, x),
-          io=_two_in_one_out, sizes=ROWS_BIG, quick=ROWS_BIG_QUICK, torch=_torch_log_softmax_backward,
+          io=_two_in_one_out, sizes=ROWS_BIG + SHORT, quick=ROWS_BIG_QUICK + SHORT_QUICK, torch=_torch_log_softmax_backward,
           jax=lambda J: lambda g, x: J.jax.vjp(lambda v: J.nn.log_softmax(v, axis=-1), x)[1](g)[0]),
     Entry("log_softmax, out=", "rows", ("x", "out"), lambda x, out: lo.log_softmax(x, axis=-1, out=out),
           io=_same, sizes=ROWS_OUT, torch=_torch_out("log_softmax")),
@@ -373,12 +378,12 @@ REGISTRY: tuple[Entry, ...] = (
           io=_two_in_one_out, sizes=ROW_LOSS, quick=ROW_LOSS_QUICK, grad_out=True,
           torch=_torch_autograd(lambda L: L.F.multilabel_soft_margin_loss)),
     Entry("cross_entropy forward", "cross_entropy", ("x", "y"), lambda x, y: lo.cross_entropy(x, y),
-          io=_ce_io(grad=False), sizes=CE, quick=CE_QUICK, tiny=f32((8, 4)),
+          io=_ce_io(grad=False), sizes=CE + SHORT, quick=CE_QUICK + SHORT_QUICK, tiny=f32((8, 4)),
           torch=lambda L: L.F.cross_entropy, numpy=_np_ce, numpy_max=10_000_000, jax=_jax_ce),
     Entry("cross_entropy value+grad", "cross_entropy", ("x", "y"),
           lambda x, y, out=None: lo.cross_entropy_value_and_grad(x, y, out=out),
-          io=_ce_io(grad=True), sizes=CE + f64((8192, 1000)) + bf16((2048, 32000), (256, 128256)),
-          quick=CE_QUICK + bf16((256, 32000)), tiny=f32((8, 4)), grad_out=True,
+          io=_ce_io(grad=True), sizes=CE + SHORT + f64((8192, 1000)) + bf16((2048, 32000), (256, 128256)),
+          quick=CE_QUICK + SHORT_QUICK + bf16((256, 32000)), tiny=f32((8, 4)), grad_out=True,
           torch=_torch_autograd(lambda L: L.F.cross_entropy), jax=lambda J: J.jax.value_and_grad(_jax_ce(J))),
     Entry("symmetric_cross_entropy forward", "symmetric_ce", ("x", "y"),
           lambda x, y: lo.symmetric_cross_entropy(x, y, **_SEED_SCE),
@@ -503,7 +508,7 @@ class Case:
 
     @property
     def threads(self) -> tuple[int, ...]:
-        return (1, 2) if self.elements >= BIG else (1,)
+        return (1, 2) if self.elements >= TWO_THREADS else (1,)
 
 
 def shape_str(shape: Shape) -> str:

@@ -235,6 +235,8 @@ int64_t grain_for(int64_t work_per_item, int64_t target_work) {
   return std::max<int64_t>(1, target_work / std::max<int64_t>(1, work_per_item));
 }
 
+int64_t row_grain(int64_t cols) { return std::max<int64_t>(4, grain_for(cols + 16)); }
+
 namespace {
 
 // How [0, n) is cut: into ceil(n / grain) chunks (so none exceeds the grain), a small count rounded

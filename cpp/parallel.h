@@ -25,6 +25,11 @@ int get_num_threads();
 // costs `work_per_item` (at least one item).
 int64_t grain_for(int64_t work_per_item, int64_t target_work = 32768);
 
+// Rows per chunk for the row-wise kernels (rows of `cols` elements): about grain_for's default
+// work, so that 1e5 elements already split across two threads, and at least 4 rows, as the
+// kernels prefetch the next row of their chunk while working on one.
+int64_t row_grain(int64_t cols);
+
 // fn(begin, end) over the chunks of [0, n).
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 

@@ -15,10 +15,6 @@ const PrimitiveKernels<T>& kernels() {
   return for_dtype<T>(LO_ACTIVE_TABLE(primitive_table));
 }
 
-// Rows are split across threads in chunks of about 256k elements of work: the kernels prefetch
-// the next row of their chunk while working on one, so a chunk should hold several rows.
-int64_t row_grain(int64_t cols) { return grain_for(cols + 16, 1 << 18); }
-
 // Rows [begin, end) in blocks of whole rows of a 16-bit call: f(first_row, rows).
 template <class F>
 void for_row_blocks(int64_t begin, int64_t end, int64_t cols, F&& f) {

@@ -12,8 +12,6 @@ const WeightedLogsumexpKernels<T>& kernels() {
   return for_dtype<T>(LO_ACTIVE_TABLE(weighted_logsumexp_table));
 }
 
-int64_t row_grain(int64_t cols) { return grain_for(cols + 16, 1 << 18); }
-
 // b's data and its row stride (cols, or 0 for one shared row); b must be (rows, cols) or (cols,).
 template <class T>
 const T* b_rows(const py::array& b, int64_t rows, int64_t cols, int64_t* stride) {
