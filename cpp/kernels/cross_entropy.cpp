@@ -498,6 +498,111 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
   if (want_loss && !a.loss_out) *loss_sum += D::acc_sum(sum);
 }
 
+// ----------------------------------------------------------------------------- two classes
+
+// Class targets over rows of two classes (the [batch, 2] logits of a binary classifier): with
+// z = x_o - x_y (o the other class) the row is a logistic loss,
+//   nll_y = softplus(z),  nll_o = softplus(-z),  p_o = sigmoid(z),  p_y - 1 = -p_o,
+// one exp and one log1p of e = exp(-|z|) a row, vectorized across rows: no max, no sum, no
+// transpose. As in row_softmax.h, tied logits (inf ones included) give z = 0 and a row of -inf
+// has no limit (NaN). e is shifted_exp's (so the rounding of x_o - x_y does not reach it),
+// scaled by 2^k in T and unscaled in double, where the rest is formed as finalize forms it (a
+// float32 row's e never underflows there, and each result is rounded once).
+// Loss, keep = 1 - eps and spread = eps / 2 (both parts weighted as in finalize):
+//   c_y nll_y + c_o nll_o,  c_y = w_y (keep + spread) (w_y without smoothing),  c_o = spread w_o;
+// gradient (times g, the upstream gradient and the mean's divisor), A = keep w_y g, B = spread g:
+//   at o:  A p_o + B (W p_o - w_o),   at y:  -A p_o + B (W p_y - w_y).
+template <class T, class Md>
+void ce_two_classes(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  static_assert(!Md::prob, "probability targets take the row path");
+  using S = Simd<T>;
+  using D = Simd<double>;
+  using VD = typename D::V;
+  constexpr int64_t B = 64;  // rows a block (whole vectors of T and of double)
+  const bool grad = op == LossOp::grad_input || op == LossOp::loss_and_grad;
+  const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
+  const double keep = 1.0 - a.label_smoothing, spread = a.label_smoothing / 2.0;
+  const VD zero = D::zero(), one = D::set(1.0), nan = D::set(std::numeric_limits<double>::quiet_NaN());
+  alignas(64) T ty[B], to[B], es[B];
+  alignas(64) double xy[B], xo[B], ok[B], wy[B], wo[B], gk[B], e[B], loss[B], gy[B], go[B];
+  int64_t ys[B];
+  auto sum = D::acc_zero();
+  for (int64_t r0 = begin; r0 < end; r0 += B) {
+    const int64_t n = std::min(B, end - r0);
+    for (int64_t l = 0; l < n; ++l) {
+      const int64_t r = r0 + l;
+      const int64_t y = read_target(a, r);
+      const bool valid = counts_target(a, y);
+      const int64_t yi = valid ? y : 0;  // an ignored row's lanes are computed, then masked
+      ys[l] = yi;
+      ty[l] = a.input[2 * r + yi];
+      to[l] = a.input[2 * r + 1 - yi];
+      xy[l] = static_cast<double>(ty[l]);
+      xo[l] = static_cast<double>(to[l]);
+      ok[l] = valid ? 1.0 : 0.0;
+      if constexpr (Md::weighted) {
+        wy[l] = static_cast<double>(a.weight[yi]);
+        wo[l] = static_cast<double>(a.weight[1 - yi]);
+      }
+      if (grad) gk[l] = (a.grad_output ? static_cast<double>(a.grad_output[r]) : 1.0) * a.grad_scale;
+    }
+    // exp(-|z|) * 2^k in T, from the two logits themselves (Fast2Sum inside shifted_exp).
+    vec_loop<T>(n, [&](int64_t l, auto rr) {
+      const auto vy = load_n<T>(ty + l, rr, T(0)), vo = load_n<T>(to + l, rr, T(0));
+      const auto tied = S::set(T(1) / exp_unscale<T>());
+      store_n<T>(es + l, rr, S::select(S::eq(vy, vo), tied, shifted_exp<T>(S::min(vy, vo), S::max(vy, vo))));
+    });
+    const double unscale = static_cast<double>(exp_unscale<T>());
+    for (int64_t l = 0; l < n; ++l) e[l] = static_cast<double>(es[l]) * unscale;
+    vec_loop<double>(n, [&](int64_t l, auto rr) {
+      const VD vy = load_n<double>(xy + l, rr, 0.0), vo = load_n<double>(xo + l, rr, 0.0);
+      const auto valid = D::gt(load_n<double>(ok + l, rr, 0.0), zero);
+      const VD z = D::select(D::eq(vy, vo), zero, vo - vy);
+      // No limit (both -inf) or a NaN logit: the row's loss and gradient are NaN (ignored rows 0).
+      const auto undefined =
+          D::mask_or(D::eq(D::max(vy, vo), D::set(-std::numeric_limits<double>::infinity())), D::isnan(z));
+      const VD ev = load_n<double>(e + l, rr, 0.0);
+      const VD L1 = vlog1p_unit<double>(ev);
+      const auto pos = D::gt(z, zero), neg = D::lt(z, zero);
+      const VD w_y = Md::weighted ? load_n<double>(wy + l, rr, 0.0) : one;
+      const VD w_o = Md::weighted ? load_n<double>(wo + l, rr, 0.0) : one;
+      if (want_loss) {
+        const VD nll_y = D::select(pos, z, zero) + L1;
+        VD ls = (Md::dot ? w_y * D::set(keep + spread) : w_y) * nll_y;
+        // c_o nll_o is 0 where c_o is (a zero weight at a -inf logit), weighted_shift's limit.
+        if constexpr (Md::dot) ls = ls + weighted_shift<double>(w_o * D::set(spread), D::select(neg, -z, zero) + L1);
+        ls = D::select(valid, D::select(undefined, nan, ls), zero);
+        if (a.loss_out)
+          store_n<double>(loss + l, rr, ls);
+        else
+          D::acc_add(sum, keep_lanes<double>(ls, rr));
+      }
+      if (!grad) return;
+      const SigmoidPair<double> p = sigmoid_pair_from_exp<double>(z, ev);  // pos = p_o, neg = p_y
+      const VD g = load_n<double>(gk + l, rr, 0.0);
+      const VD A = Md::dot ? D::set(keep) * w_y * g : w_y * g;
+      VD at_o = A * p.pos, at_y = -(A * p.pos);
+      if constexpr (Md::dot) {
+        const VD Bc = D::set(spread) * g, W = D::set(a.weight_total);
+        at_o = at_o + Bc * (W * p.pos - w_o);
+        at_y = at_y + Bc * (W * p.neg - w_y);
+      }
+      store_n<double>(go + l, rr, D::select(valid, D::select(undefined, nan, at_o), zero));
+      store_n<double>(gy + l, rr, D::select(valid, D::select(undefined, nan, at_y), zero));
+    });
+    if (want_loss && a.loss_out)
+      for (int64_t l = 0; l < n; ++l) a.loss_out[r0 + l] = static_cast<T>(loss[l]);
+    if (grad) {
+      T* o = a.grad_out + 2 * r0;
+      for (int64_t l = 0; l < n; ++l) {
+        o[2 * l + ys[l]] = static_cast<T>(gy[l]);
+        o[2 * l + 1 - ys[l]] = static_cast<T>(go[l]);
+      }
+    }
+  }
+  if (want_loss && !a.loss_out) *loss_sum += D::acc_sum(sum);
+}
+
 // ----------------------------------------------------------------------------- lanes (inner > 1)
 
 // The lanes of one unit: x points at class 0 of lane 0; element (c, l) is x[c * inner + l].
@@ -670,6 +775,8 @@ void cross_entropy_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t e
     using Md = decltype(md);
     if constexpr (!Md::prob) {
       // The short-row kernels know neither LLM head: z_loss or a softcap takes the row kernels.
+      if (a.inner == 1 && a.classes == 2 && a.z_loss == 0.0 && a.softcap == 0.0)
+        return ce_two_classes<T, Md>(op, a, begin, end, loss_sum);
       if (a.inner == 1 && is_short_row(a.classes) && a.z_loss == 0.0 && a.softcap == 0.0)
         return ce_short_rows<T, Md>(op, a, begin, end, loss_sum);
     }
@@ -743,31 +850,33 @@ void nll_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double
   *loss_sum += sum;
 }
 
-// Count: also count the non-ignored samples (z_loss's divisor); a template argument, so the
-// usual call's loop is the one without z_loss.
-template <class T, bool Count>
+// Weighted: sum weight[y] in sample order; without weight the sum of 1s is the count itself
+// (exact below 2^53), so the loop carries no floating-point chain. The count of non-ignored
+// samples is also z_loss's divisor.
+template <class T, bool Weighted>
 int64_t check_targets_impl(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum) {
   double s = 0.0;
   int64_t bad = -1, counted = 0;
+  const uint64_t classes = static_cast<uint64_t>(a.classes);
   for (int64_t i = begin; i < end; ++i) {
     const int64_t y = read_target(a, i);
     if (y == a.ignore_index) continue;
-    if (y < 0 || y >= a.classes) {
+    if (static_cast<uint64_t>(y) >= classes) {  // negative or >= C
       bad = i;
       break;
     }
-    s += a.weight ? static_cast<double>(a.weight[y]) : 1.0;
-    if constexpr (Count) ++counted;
+    if constexpr (Weighted) s += static_cast<double>(a.weight[y]);
+    ++counted;
   }
-  *weight_sum += s;
-  if constexpr (Count) weight_sum[1] += static_cast<double>(counted);
+  *weight_sum += Weighted ? s : static_cast<double>(counted);
+  if (a.z_loss != 0.0) weight_sum[1] += static_cast<double>(counted);
   return bad;
 }
 
 template <class T>
 int64_t check_targets(const CeArgs<T>& a, int64_t begin, int64_t end, double* weight_sum) {
-  return a.z_loss != 0.0 ? check_targets_impl<T, true>(a, begin, end, weight_sum)
-                         : check_targets_impl<T, false>(a, begin, end, weight_sum);
+  return a.weight ? check_targets_impl<T, true>(a, begin, end, weight_sum)
+                  : check_targets_impl<T, false>(a, begin, end, weight_sum);
 }
 
 // W = sum_c weight[c], in class order (its rounding does not depend on the thread count).

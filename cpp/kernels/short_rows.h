@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/row_softmax.h"
 
@@ -44,22 +45,50 @@ struct ShortBlock {
   double gdot[B];          // sum_c g_c exp(d_c)
 };
 
+// f(classes) with `classes` a compile-time constant (std::integral_constant) for the counts
+// worth unrolling, else the plain int64_t: the transposes' inner loop of 2-10 elements is then
+// straight-line code instead of a loop whose overhead is most of its cost.
+template <class F>
+LO_INLINE void with_class_count(int64_t C, F f) {
+  switch (C) {
+#define LO_SHORT_CASE(k)                     \
+  case k:                                    \
+    f(std::integral_constant<int64_t, k>{}); \
+    return;
+    LO_SHORT_CASE(2)
+    LO_SHORT_CASE(3)
+    LO_SHORT_CASE(4)
+    LO_SHORT_CASE(5)
+    LO_SHORT_CASE(6)
+    LO_SHORT_CASE(7)
+    LO_SHORT_CASE(8)
+    LO_SHORT_CASE(10)
+#undef LO_SHORT_CASE
+    default:
+      f(C);
+  }
+}
+
 // Transposes rows [0, n) of `src` (n x C, row-major) into slab `dst` (C x B), zero padding the
 // lanes up to whole vectors.
 template <class T>
-inline void short_transpose_in(const T* src, int64_t n, int64_t C, int64_t lanes, T* dst) {
+inline void short_transpose_in(const T* src, int64_t n, int64_t classes, int64_t lanes, T* dst) {
   constexpr int64_t B = ShortBlock<T>::B;
-  for (int64_t l = 0; l < n; ++l)
-    for (int64_t c = 0; c < C; ++c) dst[c * B + l] = src[l * C + c];
-  for (int64_t c = 0; c < C; ++c) std::fill(dst + c * B + n, dst + c * B + lanes, T(0));
+  with_class_count(classes, [&](auto C) {
+    for (int64_t l = 0; l < n; ++l)
+      for (int64_t c = 0; c < C; ++c) dst[c * B + l] = src[l * C + c];
+    for (int64_t c = 0; c < C; ++c) std::fill(dst + c * B + n, dst + c * B + lanes, T(0));
+  });
 }
 
 // The inverse: slab `src` (C x B) into rows [0, n) of `dst` (n x C).
 template <class T>
-inline void short_transpose_out(const T* src, int64_t n, int64_t C, T* dst) {
+inline void short_transpose_out(const T* src, int64_t n, int64_t classes, T* dst) {
   constexpr int64_t B = ShortBlock<T>::B;
-  for (int64_t l = 0; l < n; ++l)
-    for (int64_t c = 0; c < C; ++c) dst[l * C + c] = src[c * B + l];
+  with_class_count(classes, [&](auto C) {
+    for (int64_t l = 0; l < n; ++l)
+      for (int64_t c = 0; c < C; ++c) dst[l * C + c] = src[c * B + l];
+  });
 }
 
 template <class T>
