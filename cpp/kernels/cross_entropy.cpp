@@ -503,11 +503,11 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
 // Class targets over rows of two classes (the [batch, 2] logits of a binary classifier): with
 // z = x_o - x_y (o the other class) the row is a logistic loss,
 //   nll_y = softplus(z),  nll_o = softplus(-z),  p_o = sigmoid(z),  p_y - 1 = -p_o,
-// one exp and one log1p of e = exp(-|z|) a row, vectorized across rows: no max, no sum, no
-// transpose. As in row_softmax.h, tied logits (inf ones included) give z = 0 and a row of -inf
-// has no limit (NaN). e is shifted_exp's (so the rounding of x_o - x_y does not reach it),
-// scaled by 2^k in T and unscaled in double, where the rest is formed as finalize forms it (a
-// float32 row's e never underflows there, and each result is rounded once).
+// one exp and one log1p of e = exp(-|z|) a row, in double lanes across rows: no max, no sum, no
+// transpose, and every result rounded once. As in row_softmax.h, tied logits (inf ones
+// included) give z = 0 and a row of -inf has no limit (NaN). float32 logits give z exactly in
+// double; float64 ones take e from shifted_exp, so the rounding of x_o - x_y does not reach it
+// (Fast2Sum inside).
 // Loss, keep = 1 - eps and spread = eps / 2 (both parts weighted as in finalize):
 //   c_y nll_y + c_o nll_o,  c_y = w_y (keep + spread) (w_y without smoothing),  c_o = spread w_o;
 // gradient (times g, the upstream gradient and the mean's divisor), A = keep w_y g, B = spread g:
@@ -515,16 +515,16 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
 template <class T, class Md>
 void ce_two_classes(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   static_assert(!Md::prob, "probability targets take the row path");
-  using S = Simd<T>;
   using D = Simd<double>;
   using VD = typename D::V;
-  constexpr int64_t B = 64;  // rows a block (whole vectors of T and of double)
+  constexpr int64_t B = 64;  // rows a block
   const bool grad = op == LossOp::grad_input || op == LossOp::loss_and_grad;
   const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
+  const bool per_sample_g = grad && a.grad_output;
   const double keep = 1.0 - a.label_smoothing, spread = a.label_smoothing / 2.0;
   const VD zero = D::zero(), one = D::set(1.0), nan = D::set(std::numeric_limits<double>::quiet_NaN());
-  alignas(64) T ty[B], to[B], es[B];
-  alignas(64) double xy[B], xo[B], ok[B], wy[B], wo[B], gk[B], e[B], loss[B], gy[B], go[B];
+  const VD ninf = D::set(-std::numeric_limits<double>::infinity()), g_all = D::set(a.grad_scale);
+  alignas(64) double xy[B], xo[B], ok[B], wy[B], wo[B], gk[B], loss[B], gy[B], go[B];
   int64_t ys[B];
   auto sum = D::acc_zero();
   for (int64_t r0 = begin; r0 < end; r0 += B) {
@@ -535,34 +535,30 @@ void ce_two_classes(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, d
       const bool valid = counts_target(a, y);
       const int64_t yi = valid ? y : 0;  // an ignored row's lanes are computed, then masked
       ys[l] = yi;
-      ty[l] = a.input[2 * r + yi];
-      to[l] = a.input[2 * r + 1 - yi];
-      xy[l] = static_cast<double>(ty[l]);
-      xo[l] = static_cast<double>(to[l]);
-      ok[l] = valid ? 1.0 : 0.0;
+      xy[l] = static_cast<double>(a.input[2 * r + yi]);
+      xo[l] = static_cast<double>(a.input[2 * r + 1 - yi]);
+      ok[l] = static_cast<double>(valid);
       if constexpr (Md::weighted) {
         wy[l] = static_cast<double>(a.weight[yi]);
         wo[l] = static_cast<double>(a.weight[1 - yi]);
       }
-      if (grad) gk[l] = (a.grad_output ? static_cast<double>(a.grad_output[r]) : 1.0) * a.grad_scale;
+      if (per_sample_g) gk[l] = static_cast<double>(a.grad_output[r]) * a.grad_scale;
     }
-    // exp(-|z|) * 2^k in T, from the two logits themselves (Fast2Sum inside shifted_exp).
-    vec_loop<T>(n, [&](int64_t l, auto rr) {
-      const auto vy = load_n<T>(ty + l, rr, T(0)), vo = load_n<T>(to + l, rr, T(0));
-      const auto tied = S::set(T(1) / exp_unscale<T>());
-      store_n<T>(es + l, rr, S::select(S::eq(vy, vo), tied, shifted_exp<T>(S::min(vy, vo), S::max(vy, vo))));
-    });
-    const double unscale = static_cast<double>(exp_unscale<T>());
-    for (int64_t l = 0; l < n; ++l) e[l] = static_cast<double>(es[l]) * unscale;
     vec_loop<double>(n, [&](int64_t l, auto rr) {
       const VD vy = load_n<double>(xy + l, rr, 0.0), vo = load_n<double>(xo + l, rr, 0.0);
       const auto valid = D::gt(load_n<double>(ok + l, rr, 0.0), zero);
-      const VD z = D::select(D::eq(vy, vo), zero, vo - vy);
+      const auto tie = D::eq(vy, vo);
+      const VD z = D::select(tie, zero, vo - vy);
       // No limit (both -inf) or a NaN logit: the row's loss and gradient are NaN (ignored rows 0).
-      const auto undefined =
-          D::mask_or(D::eq(D::max(vy, vo), D::set(-std::numeric_limits<double>::infinity())), D::isnan(z));
-      const VD ev = load_n<double>(e + l, rr, 0.0);
-      const VD L1 = vlog1p_unit<double>(ev);
+      const auto undefined = D::mask_or(D::eq(D::max(vy, vo), ninf), D::isnan(z));
+      VD e;  // exp(-|z|)
+      if constexpr (std::is_same_v<T, float>) {
+        e = vexp_nonpos<double>(-D::abs(z));
+      } else {
+        const VD scaled = shifted_exp<double>(D::min(vy, vo), D::max(vy, vo)) * D::set(exp_unscale<double>());
+        e = D::select(tie, one, scaled);
+      }
+      const VD L1 = vlog1p_unit<double>(e);
       const auto pos = D::gt(z, zero), neg = D::lt(z, zero);
       const VD w_y = Md::weighted ? load_n<double>(wy + l, rr, 0.0) : one;
       const VD w_o = Md::weighted ? load_n<double>(wo + l, rr, 0.0) : one;
@@ -578,8 +574,8 @@ void ce_two_classes(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, d
           D::acc_add(sum, keep_lanes<double>(ls, rr));
       }
       if (!grad) return;
-      const SigmoidPair<double> p = sigmoid_pair_from_exp<double>(z, ev);  // pos = p_o, neg = p_y
-      const VD g = load_n<double>(gk + l, rr, 0.0);
+      const SigmoidPair<double> p = sigmoid_pair_from_exp<double>(z, e);  // pos = p_o, neg = p_y
+      const VD g = per_sample_g ? load_n<double>(gk + l, rr, 0.0) : g_all;
       const VD A = Md::dot ? D::set(keep) * w_y * g : w_y * g;
       VD at_o = A * p.pos, at_y = -(A * p.pos);
       if constexpr (Md::dot) {
