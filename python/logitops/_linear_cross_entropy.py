@@ -16,10 +16,10 @@ over the logits, no second one.
 
 Default chunk size (`default_chunk_size`): the grad_weight accumulation is a memory pass over
 V x D per chunk beside 6 n V D flops of products, an overhead that shrinks as 1/n whatever V and
-D are; 512 rows keep it near 2% on a 2-core Zen 3 (0.063 s per V x D pass, measured at V=128256). The logits buffer,
-n x V x itemsize, is held below half of linear_weight's own size (n <= D / 2), and never below
-the L3 cache's worth (so a small D does not force tiny chunks) nor below 128 rows (where BLAS
-loses efficiency).
+D are; 512 rows keep it near 2% on a 2-core Zen 3 (0.063 s per V x D pass, measured at
+V=128256). The logits buffer, n x V x itemsize, is held below half of linear_weight's own size
+(n <= D / 2), and never below the L3 cache's worth (so a small D does not force tiny chunks)
+nor below 128 rows (where BLAS loses efficiency).
 
 Probability targets take the same path (their rows are chunked like the logits). Class targets
 with weight, ignore_index (None: -100), label smoothing, every reduction.
