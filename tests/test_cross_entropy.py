@@ -454,6 +454,27 @@ class TestBadInputs:
         with pytest.raises(IndexError, match="Target 9 is out of bounds"):
             f(np.zeros(4, np.float32), np.array(9))
 
+    @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+    @pytest.mark.parametrize("where", [(3, 700, 4001), (600, 601, 2999), (4999, 4999, 4999)])
+    def test_first_bad_target_is_named_in_long_target_arrays(self, rng, weighted, where):
+        """The target check reads blocks of targets at a time: the first bad one in sample order is
+        named, wherever the blocks fall, with ignored samples (which are not checked) around it."""
+        n, C = 5000, 3
+        x = make_logits(rng, (n, C), np.float32)
+        y = rng.integers(0, C, n)
+        y[::7] = -100
+        first, second, third = where
+        y[third] = -7
+        y[second] = 11
+        y[first] = C if first != second else y[first]
+        expect = y[first]
+        w = (rng.random(C) + 0.5).astype(np.float32) if weighted else None
+        with pytest.raises(IndexError, match=rf"^Target {expect} is out of bounds\.$"):
+            lo.cross_entropy(x, y, w)
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        with pytest.raises(IndexError, match=rf"Target {expect} is out of bounds"):
+            F.cross_entropy(tx, ty, None if w is None else torch.from_numpy(w))
+
     def test_bad_target_leaves_input_untouched_in_place(self, rng):
         x = make_logits(rng, (70000, 2), np.float32)  # several chunks
         y = rng.integers(0, 2, 70000)

@@ -503,98 +503,99 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
 // Class targets over rows of two classes (the [batch, 2] logits of a binary classifier): with
 // z = x_o - x_y (o the other class) the row is a logistic loss,
 //   nll_y = softplus(z),  nll_o = softplus(-z),  p_o = sigmoid(z),  p_y - 1 = -p_o,
-// one exp and one log1p of e = exp(-|z|) a row, in double lanes across rows: no max, no sum, no
-// transpose, and every result rounded once. As in row_softmax.h, tied logits (inf ones
+// one exp and one log1p of e = exp(-|z|) a row, in double lanes across rows (a row a lane: the
+// pairs deinterleaved, the targets compared as masks, nothing indexed by a target): no max, no
+// sum, no transpose, and every result rounded once. As in row_softmax.h, tied logits (inf ones
 // included) give z = 0 and a row of -inf has no limit (NaN). float32 logits give z exactly in
 // double; float64 ones take e from shifted_exp, so the rounding of x_o - x_y does not reach it
 // (Fast2Sum inside).
 // Loss, keep = 1 - eps and spread = eps / 2 (both parts weighted as in finalize):
 //   c_y nll_y + c_o nll_o,  c_y = w_y (keep + spread) (w_y without smoothing),  c_o = spread w_o;
 // gradient (times g, the upstream gradient and the mean's divisor), A = keep w_y g, B = spread g:
-//   at o:  A p_o + B (W p_o - w_o),   at y:  -A p_o + B (W p_y - w_y).
+//   at o:  A p_o + B (W p_o - w_o),   at y:  -A p_o + B (W p_y - w_y)   (W = w_0 + w_1).
 template <class T, class Md>
 void ce_two_classes(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   static_assert(!Md::prob, "probability targets take the row path");
   using D = Simd<double>;
   using VD = typename D::V;
-  constexpr int64_t B = 64;  // rows a block
+  using MD = typename D::M;
+  constexpr int64_t W = D::W;
   const bool grad = op == LossOp::grad_input || op == LossOp::loss_and_grad;
   const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
-  const bool per_sample_g = grad && a.grad_output;
   const double keep = 1.0 - a.label_smoothing, spread = a.label_smoothing / 2.0;
   const VD zero = D::zero(), one = D::set(1.0), nan = D::set(std::numeric_limits<double>::quiet_NaN());
   const VD ninf = D::set(-std::numeric_limits<double>::infinity()), g_all = D::set(a.grad_scale);
-  alignas(64) double xy[B], xo[B], ok[B], wy[B], wo[B], gk[B], loss[B], gy[B], go[B];
-  int64_t ys[B];
+  const VD w0 = D::set(Md::weighted ? static_cast<double>(a.weight[0]) : 1.0);
+  const VD w1 = D::set(Md::weighted ? static_cast<double>(a.weight[1]) : 1.0);
+  // A target counts when it is 0 or 1 and not ignore_index (counts_target); other values,
+  // from another thread writing the targets during the call, are ignored.
+  const int64_t classes_and_ignore[3] = {0, 1, a.ignore_index};
   auto sum = D::acc_zero();
-  for (int64_t r0 = begin; r0 < end; r0 += B) {
-    const int64_t n = std::min(B, end - r0);
-    for (int64_t l = 0; l < n; ++l) {
-      const int64_t r = r0 + l;
-      const int64_t y = read_target(a, r);
-      const bool valid = counts_target(a, y);
-      const int64_t yi = valid ? y : 0;  // an ignored row's lanes are computed, then masked
-      ys[l] = yi;
-      xy[l] = static_cast<double>(a.input[2 * r + yi]);
-      xo[l] = static_cast<double>(a.input[2 * r + 1 - yi]);
-      ok[l] = static_cast<double>(valid);
-      if constexpr (Md::weighted) {
-        wy[l] = static_cast<double>(a.weight[yi]);
-        wo[l] = static_cast<double>(a.weight[1 - yi]);
-      }
-      if (per_sample_g) gk[l] = static_cast<double>(a.grad_output[r]) * a.grad_scale;
+  // W rows: logits x (2W values), targets y (W), per-sample upstream gradient gout (W, or
+  // null), outputs loss_o (W, when per sample) and grad_o (2W).
+  auto rows = [&](const T* x, const int64_t* y, const T* gout, T* loss_o, T* grad_o) {
+    MD is[3];
+    D::eq_i64(y, classes_and_ignore, is);
+    const MD y_is_1 = is[1], valid = D::mask_and(D::mask_or(is[0], is[1]), D::mask_not(is[2]));
+    VD x0, x1;
+    D::load_pairs(x, x0, x1);
+    const VD vy = D::select(y_is_1, x1, x0), vo = D::select(y_is_1, x0, x1);
+    const auto tie = D::eq(vy, vo);
+    const VD z = D::select(tie, zero, vo - vy);
+    // No limit (both -inf) or a NaN logit: the row's loss and gradient are NaN (ignored rows 0).
+    const auto undefined = D::mask_or(D::eq(D::max(vy, vo), ninf), D::isnan(z));
+    VD e;  // exp(-|z|)
+    if constexpr (std::is_same_v<T, float>) {
+      e = vexp_nonpos<double>(-D::abs(z));
+    } else {
+      const VD scaled = shifted_exp<double>(D::min(vy, vo), D::max(vy, vo)) * D::set(exp_unscale<double>());
+      e = D::select(tie, one, scaled);
     }
-    vec_loop<double>(n, [&](int64_t l, auto rr) {
-      const VD vy = load_n<double>(xy + l, rr, 0.0), vo = load_n<double>(xo + l, rr, 0.0);
-      const auto valid = D::gt(load_n<double>(ok + l, rr, 0.0), zero);
-      const auto tie = D::eq(vy, vo);
-      const VD z = D::select(tie, zero, vo - vy);
-      // No limit (both -inf) or a NaN logit: the row's loss and gradient are NaN (ignored rows 0).
-      const auto undefined = D::mask_or(D::eq(D::max(vy, vo), ninf), D::isnan(z));
-      VD e;  // exp(-|z|)
-      if constexpr (std::is_same_v<T, float>) {
-        e = vexp_nonpos<double>(-D::abs(z));
-      } else {
-        const VD scaled = shifted_exp<double>(D::min(vy, vo), D::max(vy, vo)) * D::set(exp_unscale<double>());
-        e = D::select(tie, one, scaled);
-      }
-      const VD L1 = vlog1p_unit<double>(e);
-      const auto pos = D::gt(z, zero), neg = D::lt(z, zero);
-      const VD w_y = Md::weighted ? load_n<double>(wy + l, rr, 0.0) : one;
-      const VD w_o = Md::weighted ? load_n<double>(wo + l, rr, 0.0) : one;
-      if (want_loss) {
-        const VD nll_y = D::select(pos, z, zero) + L1;
-        VD ls = (Md::dot ? w_y * D::set(keep + spread) : w_y) * nll_y;
-        // c_o nll_o is 0 where c_o is (a zero weight at a -inf logit), weighted_shift's limit.
-        if constexpr (Md::dot) ls = ls + weighted_shift<double>(w_o * D::set(spread), D::select(neg, -z, zero) + L1);
-        ls = D::select(valid, D::select(undefined, nan, ls), zero);
-        if (a.loss_out)
-          store_n<double>(loss + l, rr, ls);
-        else
-          D::acc_add(sum, keep_lanes<double>(ls, rr));
-      }
-      if (!grad) return;
-      const SigmoidPair<double> p = sigmoid_pair_from_exp<double>(z, e);  // pos = p_o, neg = p_y
-      const VD g = per_sample_g ? load_n<double>(gk + l, rr, 0.0) : g_all;
-      const VD A = Md::dot ? D::set(keep) * w_y * g : w_y * g;
-      VD at_o = A * p.pos, at_y = -(A * p.pos);
-      if constexpr (Md::dot) {
-        const VD Bc = D::set(spread) * g, W = D::set(a.weight_total);
-        at_o = at_o + Bc * (W * p.pos - w_o);
-        at_y = at_y + Bc * (W * p.neg - w_y);
-      }
-      store_n<double>(go + l, rr, D::select(valid, D::select(undefined, nan, at_o), zero));
-      store_n<double>(gy + l, rr, D::select(valid, D::select(undefined, nan, at_y), zero));
-    });
-    if (want_loss && a.loss_out)
-      for (int64_t l = 0; l < n; ++l) a.loss_out[r0 + l] = static_cast<T>(loss[l]);
-    if (grad) {
-      T* o = a.grad_out + 2 * r0;
-      for (int64_t l = 0; l < n; ++l) {
-        o[2 * l + ys[l]] = static_cast<T>(gy[l]);
-        o[2 * l + 1 - ys[l]] = static_cast<T>(go[l]);
-      }
+    const VD L1 = vlog1p_unit<double>(e);
+    const auto pos = D::gt(z, zero), neg = D::lt(z, zero);
+    const VD w_y = Md::weighted ? D::select(y_is_1, w1, w0) : one;
+    const VD w_o = Md::weighted ? D::select(y_is_1, w0, w1) : one;
+    if (want_loss) {
+      const VD nll_y = D::select(pos, z, zero) + L1;
+      VD ls = (Md::dot ? w_y * D::set(keep + spread) : w_y) * nll_y;
+      // c_o nll_o is 0 where c_o is (a zero weight at a -inf logit), weighted_shift's limit.
+      if constexpr (Md::dot) ls = ls + weighted_shift<double>(w_o * D::set(spread), D::select(neg, -z, zero) + L1);
+      ls = D::select(valid, D::select(undefined, nan, ls), zero);
+      if (loss_o)
+        D::store_cvt(loss_o, ls);
+      else
+        D::acc_add(sum, ls);
     }
+    if (!grad) return;
+    const SigmoidPair<double> p = sigmoid_pair_from_exp<double>(z, e);  // pos = p_o, neg = p_y
+    const VD g = gout ? D::load_cvt(gout) * g_all : g_all;
+    const VD A = Md::dot ? D::set(keep) * w_y * g : w_y * g;
+    VD at_o = A * p.pos, at_y = -(A * p.pos);
+    if constexpr (Md::dot) {
+      const VD Bc = D::set(spread) * g, Wt = D::set(a.weight_total);
+      at_o = at_o + Bc * (Wt * p.pos - w_o);
+      at_y = at_y + Bc * (Wt * p.neg - w_y);
+    }
+    at_o = D::select(valid, D::select(undefined, nan, at_o), zero);
+    at_y = D::select(valid, D::select(undefined, nan, at_y), zero);
+    D::store_pairs(grad_o, D::select(y_is_1, at_o, at_y), D::select(y_is_1, at_y, at_o));
+  };
+  const T* gout = grad && a.grad_output ? a.grad_output : nullptr;
+  T* loss_o = want_loss ? a.loss_out : nullptr;
+  int64_t r = begin;
+  for (; r + W <= end; r += W)
+    rows(a.input + 2 * r, a.target + r, gout ? gout + r : nullptr, loss_o ? loss_o + r : nullptr,
+         grad ? a.grad_out + 2 * r : nullptr);
+  if (r < end) {  // the last rows through a padded copy: target 2 never counts, logits 0 are finite
+    const int64_t n = end - r;
+    T x[2 * W] = {}, gb[W] = {}, lb[W], ob[2 * W];
+    int64_t y[W];
+    for (int64_t l = 0; l < W; ++l) y[l] = l < n ? read_target(a, r + l) : 2;
+    std::copy(a.input + 2 * r, a.input + 2 * end, x);
+    if (gout) std::copy(gout + r, gout + end, gb);
+    rows(x, y, gout ? gb : nullptr, loss_o ? lb : nullptr, ob);
+    if (loss_o) std::copy(lb, lb + n, loss_o + r);
+    if (grad) std::copy(ob, ob + 2 * n, a.grad_out + 2 * r);
   }
   if (want_loss && !a.loss_out) *loss_sum += D::acc_sum(sum);
 }
@@ -854,15 +855,40 @@ int64_t check_targets_impl(const CeArgs<T>& a, int64_t begin, int64_t end, doubl
   double s = 0.0;
   int64_t bad = -1, counted = 0;
   const uint64_t classes = static_cast<uint64_t>(a.classes);
-  for (int64_t i = begin; i < end; ++i) {
-    const int64_t y = read_target(a, i);
-    if (y == a.ignore_index) continue;
-    if (static_cast<uint64_t>(y) >= classes) {  // negative or >= C
-      bad = i;
-      break;
+  const int64_t ignore = a.ignore_index;
+  auto first_bad = [&](int64_t from, int64_t to) {
+    for (int64_t i = from; i < to; ++i) {
+      const int64_t y = read_target(a, i);
+      if (y == ignore) continue;
+      if (static_cast<uint64_t>(y) >= classes) return i;  // negative or >= C
+      if constexpr (Weighted) s += static_cast<double>(a.weight[y]);
+      ++counted;
     }
-    if constexpr (Weighted) s += static_cast<double>(a.weight[y]);
-    ++counted;
+    return int64_t{-1};
+  };
+  if constexpr (Weighted) {
+    bad = first_bad(begin, end);
+  } else {
+    // Unweighted, blocks of targets are counted and checked without branches (the compiler
+    // vectorizes the loop); a block with a bad target is read again to name the first. Which
+    // value a target another thread is changing has here does not matter: the kernels read
+    // each target again, once, and ignore one outside [0, C) (counts_target).
+    constexpr int64_t kBlock = 512;
+    for (int64_t b = begin; b < end && bad < 0; b += kBlock) {
+      const int64_t e = std::min(end, b + kBlock);
+      int64_t block_counted = 0;
+      uint64_t any_bad = 0;
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t y = a.target[i];
+        const uint64_t counts = y != ignore;
+        block_counted += static_cast<int64_t>(counts);
+        any_bad |= counts & static_cast<uint64_t>(static_cast<uint64_t>(y) >= classes);
+      }
+      if (any_bad)
+        bad = first_bad(b, e);
+      else
+        counted += block_counted;
+    }
   }
   *weight_sum += Weighted ? s : static_cast<double>(counted);
   if (a.z_loss != 0.0) weight_sum[1] += static_cast<double>(counted);

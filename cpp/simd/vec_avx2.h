@@ -153,6 +153,35 @@ struct Simd<double> {
   static bool any(M a) { return _mm256_movemask_pd(a) != 0; }
   static V select(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
   static V round_int(V a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // Rows of two values (vec.h): p[2l] -> a, p[2l + 1] -> b for lanes l.
+  static void load_pairs(const float* p, V& a, V& b) {
+    const __m256 v = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p), _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    a = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    b = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+  }
+  static void load_pairs(const double* p, V& a, V& b) {
+    const __m256d lo = _mm256_loadu_pd(p), hi = _mm256_loadu_pd(p + 4);  // rows 0 1 | rows 2 3
+    a = _mm256_permute4x64_pd(_mm256_unpacklo_pd(lo, hi), 0xD8);         // (0 2 | 1 3) -> 0 1 2 3
+    b = _mm256_permute4x64_pd(_mm256_unpackhi_pd(lo, hi), 0xD8);
+  }
+  static void store_pairs(float* p, V a, V b) {
+    const __m256 ab = _mm256_set_m128(_mm256_cvtpd_ps(b), _mm256_cvtpd_ps(a));
+    _mm256_storeu_ps(p, _mm256_permutevar8x32_ps(ab, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  }
+  static void store_pairs(double* p, V a, V b) {
+    const __m256d a2 = _mm256_permute4x64_pd(a, 0xD8), b2 = _mm256_permute4x64_pd(b, 0xD8);  // 0 2 1 3
+    _mm256_storeu_pd(p, _mm256_unpacklo_pd(a2, b2));
+    _mm256_storeu_pd(p + 4, _mm256_unpackhi_pd(a2, b2));
+  }
+  static V load_cvt(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+  static V load_cvt(const double* p) { return load(p); }
+  static void store_cvt(float* p, V a) { _mm_storeu_ps(p, _mm256_cvtpd_ps(a)); }
+  static void store_cvt(double* p, V a) { store(p, a); }
+  template <size_t K>
+  static void eq_i64(const int64_t* p, const int64_t (&values)[K], M (&masks)[K]) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    for (size_t k = 0; k < K; ++k) masks[k] = _mm256_castsi256_pd(_mm256_cmpeq_epi64(v, _mm256_set1_epi64x(values[k])));
+  }
   // 2^n: adding 1.5*2^52 puts the integer n in the low mantissa bits; add the bias and
   // shift it into the exponent field (AVX2 has no int64 <-> double conversion).
   static V pow2i(V n) {

@@ -151,6 +151,38 @@ struct Simd<double> {
   static bool any(M a) { return vmaxvq_u32(vreinterpretq_u32_u64(a)) != 0; }
   static V select(M m, V a, V b) { return vbslq_f64(m, a, b); }
   static V round_int(V a) { return vrndnq_f64(a); }
+  // Rows of two values (vec.h): p[2l] -> a, p[2l + 1] -> b for lanes l.
+  static void load_pairs(const float* p, V& a, V& b) {
+    const float32x2x2_t v = vld2_f32(p);
+    a = vcvt_f64_f32(v.val[0]);
+    b = vcvt_f64_f32(v.val[1]);
+  }
+  static void load_pairs(const double* p, V& a, V& b) {
+    const float64x2x2_t v = vld2q_f64(p);
+    a = v.val[0];
+    b = v.val[1];
+  }
+  static void store_pairs(float* p, V a, V b) {
+    float32x2x2_t v;
+    v.val[0] = vcvt_f32_f64(a);
+    v.val[1] = vcvt_f32_f64(b);
+    vst2_f32(p, v);
+  }
+  static void store_pairs(double* p, V a, V b) {
+    float64x2x2_t v;
+    v.val[0] = a;
+    v.val[1] = b;
+    vst2q_f64(p, v);
+  }
+  static V load_cvt(const float* p) { return vcvt_f64_f32(vld1_f32(p)); }
+  static V load_cvt(const double* p) { return vld1q_f64(p); }
+  static void store_cvt(float* p, V a) { vst1_f32(p, vcvt_f32_f64(a)); }
+  static void store_cvt(double* p, V a) { vst1q_f64(p, a); }
+  template <size_t K>
+  static void eq_i64(const int64_t* p, const int64_t (&values)[K], M (&masks)[K]) {
+    const int64x2_t v = vld1q_s64(p);
+    for (size_t k = 0; k < K; ++k) masks[k] = vceqq_s64(v, vdupq_n_s64(values[k]));
+  }
   static V pow2i(V n) {
     const int64x2_t e = vaddq_s64(vcvtnq_s64_f64(n), vdupq_n_s64(1023));
     return vreinterpretq_f64_s64(vshlq_n_s64(e, 52));

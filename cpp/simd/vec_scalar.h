@@ -59,6 +59,30 @@ struct Simd {
   static bool any(M a) { return a; }
   static V select(M m, V a, V b) { return m ? a : b; }
   static V round_int(V a) { return std::nearbyint(a); }
+  // Simd<double> ops (vec.h): rows of two values and class targets, across rows.
+  template <class U>
+  static void load_pairs(const U* p, V& a, V& b) {
+    a = static_cast<V>(p[0]);
+    b = static_cast<V>(p[1]);
+  }
+  template <class U>
+  static void store_pairs(U* p, V a, V b) {
+    p[0] = static_cast<U>(a);
+    p[1] = static_cast<U>(b);
+  }
+  template <class U>
+  static V load_cvt(const U* p) {
+    return static_cast<V>(*p);
+  }
+  template <class U>
+  static void store_cvt(U* p, V a) {
+    *p = static_cast<U>(a);
+  }
+  template <size_t K>
+  static void eq_i64(const int64_t* p, const int64_t (&values)[K], M (&masks)[K]) {
+    const int64_t v = *p;
+    for (size_t k = 0; k < K; ++k) masks[k] = v == values[k];
+  }
 
   using U = typename ScalarBits<T>::U;
   static U bits(V a) {
