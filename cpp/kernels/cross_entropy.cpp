@@ -503,12 +503,10 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
 // Class targets over rows of two classes (the [batch, 2] logits of a binary classifier): with
 // z = x_o - x_y (o the other class) the row is a logistic loss,
 //   nll_y = softplus(z),  nll_o = softplus(-z),  p_o = sigmoid(z),  p_y - 1 = -p_o,
-// one exp and one log1p of e = exp(-|z|) a row, in double lanes across rows (a row a lane: the
-// pairs deinterleaved, the targets compared as masks, nothing indexed by a target): no max, no
-// sum, no transpose, and every result rounded once. As in row_softmax.h, tied logits (inf ones
-// included) give z = 0 and a row of -inf has no limit (NaN). float32 logits give z exactly in
-// double; float64 ones take e from shifted_exp, so the rounding of x_o - x_y does not reach it
-// (Fast2Sum inside).
+// one exp and one log1p of e = exp(-|z|) a row, in lanes across rows (a row a lane: the pairs
+// deinterleaved, the targets compared as masks, nothing indexed by a target): no max, no sum,
+// no transpose. As in row_softmax.h, tied logits (inf ones included) give z = 0 and a row of
+// -inf has no limit (NaN).
 // Loss, keep = 1 - eps and spread = eps / 2 (both parts weighted as in finalize):
 //   c_y nll_y + c_o nll_o,  c_y = w_y (keep + spread) (w_y without smoothing),  c_o = spread w_o;
 // gradient (times g, the upstream gradient and the mean's divisor), A = keep w_y g, B = spread g:
@@ -516,69 +514,91 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
 template <class T, class Md>
 void ce_two_classes(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
   static_assert(!Md::prob, "probability targets take the row path");
-  using D = Simd<double>;
-  using VD = typename D::V;
-  using MD = typename D::M;
-  constexpr int64_t W = D::W;
+  // The lanes: float32 rows in float lanes (W rows a vector, every result within 3.2 ulp,
+  // measured), except with label smoothing, whose gradient terms cancel: double lanes there
+  // (and for float64), where float32 results are rounded once (within 0.5 ulp).
+  using L = std::conditional_t<std::is_same_v<T, float> && !Md::dot, float, double>;
+  using S = Simd<L>;
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int64_t W = S::W;
+  constexpr L inf = std::numeric_limits<L>::infinity();
   const bool grad = op == LossOp::grad_input || op == LossOp::loss_and_grad;
   const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
-  const double keep = 1.0 - a.label_smoothing, spread = a.label_smoothing / 2.0;
-  const VD zero = D::zero(), one = D::set(1.0), nan = D::set(std::numeric_limits<double>::quiet_NaN());
-  const VD ninf = D::set(-std::numeric_limits<double>::infinity()), g_all = D::set(a.grad_scale);
-  const VD w0 = D::set(Md::weighted ? static_cast<double>(a.weight[0]) : 1.0);
-  const VD w1 = D::set(Md::weighted ? static_cast<double>(a.weight[1]) : 1.0);
+  const L keep = static_cast<L>(1.0 - a.label_smoothing), spread = static_cast<L>(a.label_smoothing / 2.0);
+  const L keep_spread = static_cast<L>(1.0 - a.label_smoothing / 2.0);
+  const V zero = S::zero(), one = S::set(L(1)), nan = S::set(std::numeric_limits<L>::quiet_NaN());
+  const V g_all = S::set(static_cast<L>(a.grad_scale));
+  const V w0 = S::set(Md::weighted ? static_cast<L>(a.weight[0]) : L(1));
+  const V w1 = S::set(Md::weighted ? static_cast<L>(a.weight[1]) : L(1));
   // A target counts when it is 0 or 1 and not ignore_index (counts_target); other values,
   // from another thread writing the targets during the call, are ignored.
   const int64_t classes_and_ignore[3] = {0, 1, a.ignore_index};
-  auto sum = D::acc_zero();
+  auto sum = S::acc_zero();
   // W rows: logits x (2W values), targets y (W), per-sample upstream gradient gout (W, or
   // null), outputs loss_o (W, when per sample) and grad_o (2W).
   auto rows = [&](const T* x, const int64_t* y, const T* gout, T* loss_o, T* grad_o) {
-    MD is[3];
-    D::eq_i64(y, classes_and_ignore, is);
-    const MD y_is_1 = is[1], valid = D::mask_and(D::mask_or(is[0], is[1]), D::mask_not(is[2]));
-    VD x0, x1;
-    D::load_pairs(x, x0, x1);
-    const VD vy = D::select(y_is_1, x1, x0), vo = D::select(y_is_1, x0, x1);
-    const auto tie = D::eq(vy, vo);
-    const VD z = D::select(tie, zero, vo - vy);
-    // No limit (both -inf) or a NaN logit: the row's loss and gradient are NaN (ignored rows 0).
-    const auto undefined = D::mask_or(D::eq(D::max(vy, vo), ninf), D::isnan(z));
-    VD e;  // exp(-|z|)
-    if constexpr (std::is_same_v<T, float>) {
-      e = vexp_nonpos<double>(-D::abs(z));
+    M is[3];
+    S::eq_i64(y, classes_and_ignore, is);
+    const M y_is_1 = is[1], valid = S::mask_and(S::mask_or(is[0], is[1]), S::mask_not(is[2]));
+    V x0, x1;
+    S::load_pairs(x, x0, x1);
+    const V vy = S::select(y_is_1, x1, x0), vo = S::select(y_is_1, x0, x1);
+    const M tie = S::eq(vy, vo);
+    // z = x_o - x_y = z_hi + z_lo: float lanes keep the rounding error of the difference
+    // (TwoSum), which exp(-|z|) would otherwise magnify by |z| (to ~40 ulp at z = -80); in double
+    // lanes float32 logits give z exactly, and float64 ones take e from shifted_exp, where the
+    // error stays below its ulp.
+    const V diff = vo - vy;
+    V z = S::select(tie, zero, diff), z_lo = zero, e;  // e = exp(-|z|)
+    if constexpr (std::is_same_v<L, float>) {
+      const V bv = diff - vo;
+      const V err = (vo - (diff - bv)) + (-vy - bv);
+      // none at a tie or an infinite z (err is NaN there)
+      z_lo = S::select(S::mask_and(S::mask_not(tie), S::lt(S::abs(diff), S::set(inf))), err, zero);
+      const V e_hi = vexp_nonpos<L>(-S::abs(z));
+      // exp(-|z_hi + z_lo|) = e_hi (1 -+ z_lo), |z_lo| <= 2^-24 |z|: the square is far below an ulp.
+      e = S::fma(e_hi, S::select(S::lt(z, zero), z_lo, -z_lo), e_hi);
+    } else if constexpr (std::is_same_v<T, float>) {
+      e = vexp_nonpos<L>(-S::abs(z));
     } else {
-      const VD scaled = shifted_exp<double>(D::min(vy, vo), D::max(vy, vo)) * D::set(exp_unscale<double>());
-      e = D::select(tie, one, scaled);
+      const V scaled = shifted_exp<L>(S::min(vy, vo), S::max(vy, vo)) * S::set(exp_unscale<L>());
+      e = S::select(tie, one, scaled);
     }
-    const VD L1 = vlog1p_unit<double>(e);
-    const auto pos = D::gt(z, zero), neg = D::lt(z, zero);
-    const VD w_y = Md::weighted ? D::select(y_is_1, w1, w0) : one;
-    const VD w_o = Md::weighted ? D::select(y_is_1, w0, w1) : one;
+    // No limit (both -inf) or a NaN logit: the row's loss and gradient are NaN (ignored rows 0).
+    const M undefined = S::mask_or(S::eq(S::max(vy, vo), S::set(-inf)), S::isnan(z));
+    const V L1 = vlog1p_unit<L>(e);
+    const M pos = S::gt(z, zero), neg = S::lt(z, zero);
+    const V w_y = Md::weighted ? S::select(y_is_1, w1, w0) : one;
+    const V w_o = Md::weighted ? S::select(y_is_1, w0, w1) : one;
     if (want_loss) {
-      const VD nll_y = D::select(pos, z, zero) + L1;
-      VD ls = (Md::dot ? w_y * D::set(keep + spread) : w_y) * nll_y;
-      // c_o nll_o is 0 where c_o is (a zero weight at a -inf logit), weighted_shift's limit.
-      if constexpr (Md::dot) ls = ls + weighted_shift<double>(w_o * D::set(spread), D::select(neg, -z, zero) + L1);
-      ls = D::select(valid, D::select(undefined, nan, ls), zero);
+      // nll_y = softplus(z) = max(z, 0) + log1p(e), nll_o = softplus(-z), z's two parts added last
+      const V nll_y = S::select(pos, z, zero) + (S::select(pos, z_lo, zero) + L1);
+      V ls = (Md::dot ? w_y * S::set(keep_spread) : w_y) * nll_y;
+      if constexpr (Md::dot) {
+        const V nll_o = S::select(neg, -z, zero) + (S::select(neg, -z_lo, zero) + L1);
+        // c_o nll_o is 0 where c_o is (a zero weight at a -inf logit), weighted_shift's limit.
+        ls = ls + weighted_shift<L>(w_o * S::set(spread), nll_o);
+      }
+      ls = S::select(valid, S::select(undefined, nan, ls), zero);
       if (loss_o)
-        D::store_cvt(loss_o, ls);
+        S::store(loss_o, ls);
       else
-        D::acc_add(sum, ls);
+        S::acc_add(sum, ls);
     }
     if (!grad) return;
-    const SigmoidPair<double> p = sigmoid_pair_from_exp<double>(z, e);  // pos = p_o, neg = p_y
-    const VD g = gout ? D::load_cvt(gout) * g_all : g_all;
-    const VD A = Md::dot ? D::set(keep) * w_y * g : w_y * g;
-    VD at_o = A * p.pos, at_y = -(A * p.pos);
+    const SigmoidPair<L> p = sigmoid_pair_from_exp<L>(z, e);  // pos = p_o, neg = p_y
+    const V g = gout ? S::load(gout) * g_all : g_all;
+    const V A = Md::dot ? S::set(keep) * w_y * g : w_y * g;
+    V at_o = A * p.pos, at_y = -(A * p.pos);
     if constexpr (Md::dot) {
-      const VD Bc = D::set(spread) * g, Wt = D::set(a.weight_total);
+      const V Bc = S::set(spread) * g, Wt = S::set(static_cast<L>(a.weight_total));
       at_o = at_o + Bc * (Wt * p.pos - w_o);
       at_y = at_y + Bc * (Wt * p.neg - w_y);
     }
-    at_o = D::select(valid, D::select(undefined, nan, at_o), zero);
-    at_y = D::select(valid, D::select(undefined, nan, at_y), zero);
-    D::store_pairs(grad_o, D::select(y_is_1, at_o, at_y), D::select(y_is_1, at_y, at_o));
+    at_o = S::select(valid, S::select(undefined, nan, at_o), zero);
+    at_y = S::select(valid, S::select(undefined, nan, at_y), zero);
+    S::store_pairs(grad_o, S::select(y_is_1, at_o, at_y), S::select(y_is_1, at_y, at_o));
   };
   const T* gout = grad && a.grad_output ? a.grad_output : nullptr;
   T* loss_o = want_loss ? a.loss_out : nullptr;
@@ -597,7 +617,7 @@ void ce_two_classes(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, d
     if (loss_o) std::copy(lb, lb + n, loss_o + r);
     if (grad) std::copy(ob, ob + 2 * n, a.grad_out + 2 * r);
   }
-  if (want_loss && !a.loss_out) *loss_sum += D::acc_sum(sum);
+  if (want_loss && !a.loss_out) *loss_sum += S::acc_sum(sum);
 }
 
 // ----------------------------------------------------------------------------- lanes (inner > 1)

@@ -23,10 +23,10 @@
 //   exponent/mantissa  x = mantissa(x) * 2^exponent(x), mantissa in [1, 2), x positive normal
 //   reduce_max, reduce_add over lanes
 //   Acc, acc_zero, acc_add, acc_sum   a wider accumulator (double lanes) for sums of V
-// Simd<double> only, across rows (lane l is row l), float or double memory:
-//   load_pairs(p, a, b)  rows of two values: a[l] = p[2l], b[l] = p[2l + 1], widened exactly;
-//                        store_pairs(p, a, b) the inverse, each value rounded once to p's type
-//   load_cvt(p), store_cvt(p, v)  W values of p's type, widened exactly / rounded once
+// Across rows (lane l is row l):
+//   load_pairs(p, a, b)  rows of two values: a[l] = p[2l], b[l] = p[2l + 1]; store_pairs the inverse
+//                        (Simd<double> also from and to float memory, as load/store of a float*
+//                        there: W floats widened exactly, rounded once)
 //   eq_i64(p, values, masks)  masks[k] = (p[l] == values[k]) for W int64 values, read once
 // Simd<float> only, W values of float16 / bfloat16 (uint16_t bit patterns) at a time, bit for
 // bit what simd/lowp_scalar.h does one at a time:

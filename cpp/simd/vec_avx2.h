@@ -57,6 +57,30 @@ struct Simd<float> {
   static bool any(M a) { return _mm256_movemask_ps(a) != 0; }
   static V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
   static V round_int(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // Rows of two values (vec.h): p[2l] -> a, p[2l + 1] -> b for lanes l.
+  static void load_pairs(const float* p, V& a, V& b) {
+    const __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);  // rows 0-3 | rows 4-7
+    // shuffle: rows (0 1 4 5 | 2 3 6 7); the 64-bit permute puts them in order
+    a = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
+    b = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
+  }
+  static void store_pairs(float* p, V a, V b) {
+    const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);  // rows (0 1 | 4 5), (2 3 | 6 7)
+    _mm256_storeu_ps(p, _mm256_permute2f128_ps(lo, hi, 0x20));
+    _mm256_storeu_ps(p + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
+  template <size_t K>
+  static void eq_i64(const int64_t* p, const int64_t (&values)[K], M (&masks)[K]) {
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 4));
+    for (size_t k = 0; k < K; ++k) {
+      const __m256i v = _mm256_set1_epi64x(values[k]);
+      // each 64-bit mask's low half, rows (0 1 4 5 | 2 3 6 7), put in order as in load_pairs
+      const __m256 m = _mm256_shuffle_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi64(lo, v)),
+                                         _mm256_castsi256_ps(_mm256_cmpeq_epi64(hi, v)), 0x88);
+      masks[k] = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(m), 0xD8));
+    }
+  }
   static V pow2i(V n) {
     const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
@@ -154,29 +178,27 @@ struct Simd<double> {
   static V select(M m, V a, V b) { return _mm256_blendv_pd(b, a, m); }
   static V round_int(V a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   // Rows of two values (vec.h): p[2l] -> a, p[2l + 1] -> b for lanes l.
-  static void load_pairs(const float* p, V& a, V& b) {
+  static void load_pairs(const float* p, V& a, V& b) {  // widened exactly
     const __m256 v = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p), _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
     a = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
     b = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
   }
+  static void store_pairs(float* p, V a, V b) {  // each rounded once
+    const __m256 ab = _mm256_set_m128(_mm256_cvtpd_ps(b), _mm256_cvtpd_ps(a));
+    _mm256_storeu_ps(p, _mm256_permutevar8x32_ps(ab, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  }
+  static V load(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+  static void store(float* p, V a) { _mm_storeu_ps(p, _mm256_cvtpd_ps(a)); }
   static void load_pairs(const double* p, V& a, V& b) {
     const __m256d lo = _mm256_loadu_pd(p), hi = _mm256_loadu_pd(p + 4);  // rows 0 1 | rows 2 3
     a = _mm256_permute4x64_pd(_mm256_unpacklo_pd(lo, hi), 0xD8);         // (0 2 | 1 3) -> 0 1 2 3
     b = _mm256_permute4x64_pd(_mm256_unpackhi_pd(lo, hi), 0xD8);
-  }
-  static void store_pairs(float* p, V a, V b) {
-    const __m256 ab = _mm256_set_m128(_mm256_cvtpd_ps(b), _mm256_cvtpd_ps(a));
-    _mm256_storeu_ps(p, _mm256_permutevar8x32_ps(ab, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
   }
   static void store_pairs(double* p, V a, V b) {
     const __m256d a2 = _mm256_permute4x64_pd(a, 0xD8), b2 = _mm256_permute4x64_pd(b, 0xD8);  // 0 2 1 3
     _mm256_storeu_pd(p, _mm256_unpacklo_pd(a2, b2));
     _mm256_storeu_pd(p + 4, _mm256_unpackhi_pd(a2, b2));
   }
-  static V load_cvt(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
-  static V load_cvt(const double* p) { return load(p); }
-  static void store_cvt(float* p, V a) { _mm_storeu_ps(p, _mm256_cvtpd_ps(a)); }
-  static void store_cvt(double* p, V a) { store(p, a); }
   template <size_t K>
   static void eq_i64(const int64_t* p, const int64_t (&values)[K], M (&masks)[K]) {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));

@@ -65,6 +65,26 @@ struct Simd<float> {
   static bool any(M a) { return vmaxvq_u32(a) != 0; }
   static V select(M m, V a, V b) { return vbslq_f32(m, a, b); }
   static V round_int(V a) { return vrndnq_f32(a); }
+  // Rows of two values (vec.h): p[2l] -> a, p[2l + 1] -> b for lanes l.
+  static void load_pairs(const float* p, V& a, V& b) {
+    const float32x4x2_t v = vld2q_f32(p);
+    a = v.val[0];
+    b = v.val[1];
+  }
+  static void store_pairs(float* p, V a, V b) {
+    float32x4x2_t v;
+    v.val[0] = a;
+    v.val[1] = b;
+    vst2q_f32(p, v);
+  }
+  template <size_t K>
+  static void eq_i64(const int64_t* p, const int64_t (&values)[K], M (&masks)[K]) {
+    const int64x2_t lo = vld1q_s64(p), hi = vld1q_s64(p + 2);
+    for (size_t k = 0; k < K; ++k) {
+      const int64x2_t v = vdupq_n_s64(values[k]);
+      masks[k] = vcombine_u32(vmovn_u64(vceqq_s64(lo, v)), vmovn_u64(vceqq_s64(hi, v)));
+    }
+  }
   static V pow2i(V n) {
     const int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
@@ -152,21 +172,23 @@ struct Simd<double> {
   static V select(M m, V a, V b) { return vbslq_f64(m, a, b); }
   static V round_int(V a) { return vrndnq_f64(a); }
   // Rows of two values (vec.h): p[2l] -> a, p[2l + 1] -> b for lanes l.
-  static void load_pairs(const float* p, V& a, V& b) {
+  static void load_pairs(const float* p, V& a, V& b) {  // widened exactly
     const float32x2x2_t v = vld2_f32(p);
     a = vcvt_f64_f32(v.val[0]);
     b = vcvt_f64_f32(v.val[1]);
   }
-  static void load_pairs(const double* p, V& a, V& b) {
-    const float64x2x2_t v = vld2q_f64(p);
-    a = v.val[0];
-    b = v.val[1];
-  }
-  static void store_pairs(float* p, V a, V b) {
+  static void store_pairs(float* p, V a, V b) {  // each rounded once
     float32x2x2_t v;
     v.val[0] = vcvt_f32_f64(a);
     v.val[1] = vcvt_f32_f64(b);
     vst2_f32(p, v);
+  }
+  static V load(const float* p) { return vcvt_f64_f32(vld1_f32(p)); }
+  static void store(float* p, V a) { vst1_f32(p, vcvt_f32_f64(a)); }
+  static void load_pairs(const double* p, V& a, V& b) {
+    const float64x2x2_t v = vld2q_f64(p);
+    a = v.val[0];
+    b = v.val[1];
   }
   static void store_pairs(double* p, V a, V b) {
     float64x2x2_t v;
@@ -174,10 +196,6 @@ struct Simd<double> {
     v.val[1] = b;
     vst2q_f64(p, v);
   }
-  static V load_cvt(const float* p) { return vcvt_f64_f32(vld1_f32(p)); }
-  static V load_cvt(const double* p) { return vld1q_f64(p); }
-  static void store_cvt(float* p, V a) { vst1_f32(p, vcvt_f32_f64(a)); }
-  static void store_cvt(double* p, V a) { vst1q_f64(p, a); }
   template <size_t K>
   static void eq_i64(const int64_t* p, const int64_t (&values)[K], M (&masks)[K]) {
     const int64x2_t v = vld1q_s64(p);

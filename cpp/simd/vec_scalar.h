@@ -59,7 +59,8 @@ struct Simd {
   static bool any(M a) { return a; }
   static V select(M m, V a, V b) { return m ? a : b; }
   static V round_int(V a) { return std::nearbyint(a); }
-  // Simd<double> ops (vec.h): rows of two values and class targets, across rows.
+  // Rows of two values and class targets, a row a lane (vec.h).
+  // (Simd<double> also reads and writes float memory: widened exactly, rounded once.)
   template <class U>
   static void load_pairs(const U* p, V& a, V& b) {
     a = static_cast<V>(p[0]);
@@ -70,12 +71,12 @@ struct Simd {
     p[0] = static_cast<U>(a);
     p[1] = static_cast<U>(b);
   }
-  template <class U>
-  static V load_cvt(const U* p) {
+  template <class U, class = std::enable_if_t<!std::is_same_v<U, T>>>
+  static V load(const U* p) {
     return static_cast<V>(*p);
   }
-  template <class U>
-  static void store_cvt(U* p, V a) {
+  template <class U, class = std::enable_if_t<!std::is_same_v<U, T>>>
+  static void store(U* p, V a) {
     *p = static_cast<U>(a);
   }
   template <size_t K>
