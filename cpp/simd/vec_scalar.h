@@ -60,22 +60,25 @@ struct Simd {
   static V select(M m, V a, V b) { return m ? a : b; }
   static V round_int(V a) { return std::nearbyint(a); }
   // Rows of two values and class targets, a row a lane (vec.h).
-  // (Simd<double> also reads and writes float memory: widened exactly, rounded once.)
+  // (Simd<double> also reads and writes float memory: widened exactly, rounded once.) Only those
+  // memory types, as AVX2 and NEON have them: a kernel that compiles here compiles there.
   template <class U>
+  static constexpr bool kFloatInDouble = std::is_same_v<T, double> && std::is_same_v<U, float>;
+  template <class U, class = std::enable_if_t<std::is_same_v<U, T> || kFloatInDouble<U>>>
   static void load_pairs(const U* p, V& a, V& b) {
     a = static_cast<V>(p[0]);
     b = static_cast<V>(p[1]);
   }
-  template <class U>
+  template <class U, class = std::enable_if_t<std::is_same_v<U, T> || kFloatInDouble<U>>>
   static void store_pairs(U* p, V a, V b) {
     p[0] = static_cast<U>(a);
     p[1] = static_cast<U>(b);
   }
-  template <class U, class = std::enable_if_t<!std::is_same_v<U, T>>>
+  template <class U, class = std::enable_if_t<kFloatInDouble<U>>>
   static V load(const U* p) {
     return static_cast<V>(*p);
   }
-  template <class U, class = std::enable_if_t<!std::is_same_v<U, T>>>
+  template <class U, class = std::enable_if_t<kFloatInDouble<U>>>
   static void store(U* p, V a) {
     *p = static_cast<U>(a);
   }
