@@ -380,14 +380,111 @@ void ce_rows_capped(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, d
 
 // ----------------------------------------------------------------------------- short rows
 
-// Class targets over rows of at most kShortClasses classes (short_rows.h): a block of rows is
-// transposed into a slab, the statistics, losses and gradient coefficients are formed W rows at
-// a time (the coefficients in double lanes, finalize's formulas), and the gradient is formed in
-// the slab and transposed back. The block is read whole before anything is written, so the
-// gradient buffer may be the input.
+// Class targets over rows of at most kShortClasses classes without label smoothing (short_rows.h):
+// a block of rows is transposed into a slab and then taken W rows a vector end to end in lanes of
+// T: the statistics, the target's logit and exp (selected by class masks: nothing is indexed by a
+// target, so one changed by another thread mid-call is ignored or used, never out of bounds), the
+// loss and the gradient, formed in the slab and transposed back. finalize's formulas; float32
+// rows in float lanes keep the 4-ulp contract (log1p within 2 ulp, the loss a sum of two
+// non-negative terms, no cancellation anywhere; measured: tests/test_accuracy.py). The block is
+// read whole before anything is written, so the gradient buffer may be the input.
 template <class T, class Md>
 void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
-  static_assert(!Md::prob, "probability targets take the row path");
+  static_assert(!Md::prob && !Md::dot, "probability targets take the row path, label smoothing its own");
+  using S = Simd<T>;
+  using V = typename S::V;
+  using M = typename S::M;
+  constexpr int64_t B = ShortBlock<T>::B, W = S::W;
+  const int64_t C = a.classes;
+  const bool grad = op == LossOp::grad_input || op == LossOp::loss_and_grad;
+  const bool want_loss = op == LossOp::loss || op == LossOp::loss_and_grad;
+  const V zero = S::zero(), one = S::set(T(1)), nan = S::set(std::numeric_limits<T>::quiet_NaN());
+  const V unscale = S::set(exp_unscale<T>()), no_limit_max = S::set(-std::numeric_limits<T>::infinity());
+  const V g_all = S::set(static_cast<T>(a.grad_scale));
+  const M none = S::lt(zero, zero);
+  const int64_t ignore[1] = {a.ignore_index};
+  const T* gout = grad && a.grad_output ? a.grad_output : nullptr;
+  T* loss_o = want_loss ? a.loss_out : nullptr;
+  ShortBlock<T> b;
+  auto sum = S::acc_zero();
+  for (int64_t r0 = begin; r0 < end; r0 += B) {
+    const int64_t n = std::min(B, end - r0);
+    short_load(b, a.input + r0 * C, n, C);
+    vec_loop<T>(b.lanes, [&](int64_t l, auto) {  // (lanes is whole vectors: always Full)
+      // The last vector's targets through a padded copy: target C never counts.
+      int64_t y_tail[W];
+      const int64_t* y = a.target + r0 + l;
+      const int64_t r = std::min(W, n - l);
+      if (r < W) {
+        for (int64_t k = 0; k < W; ++k) y_tail[k] = k < r ? read_target(a, r0 + l + k) : C;
+        y = y_tail;
+      }
+      M is_ignored[1], is_class[kShortClasses];
+      S::eq_i64(y, ignore, is_ignored);
+      V m = S::load(b.x + l);
+      for (int64_t c = 1; c < C; ++c) m = S::max(m, S::load(b.x + c * B + l));
+      LaneSum<T> acc;
+      V ties = zero, x_y = zero, e_y = zero, w_y = one;
+      M counts = none;
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t cv[1] = {c};
+        M is_cv[1];
+        S::eq_i64(y, cv, is_cv);
+        const M is_c = is_class[c] = is_cv[0];
+        counts = S::mask_or(counts, is_c);
+        const V xv = S::load(b.x + c * B + l);
+        const M tie = S::eq(xv, m);
+        // shifted_exp takes m finite; for m = +inf its d is -inf and its result 0, as the limit.
+        const V e = shifted_exp<T>(xv, m);
+        acc.add(S::select(tie, zero, e));
+        ties = ties + S::select(tie, one, zero);
+        x_y = S::select(is_c, xv, x_y);
+        if constexpr (Md::weighted) w_y = S::select(is_c, S::set(a.weight[c]), w_y);
+        if (grad) {
+          const V eu = S::select(tie, one, e * unscale);
+          S::store(b.e + c * B + l, eu);
+          e_y = S::select(is_c, eu, e_y);
+        }
+      }
+      const M valid = S::mask_and(counts, S::mask_not(is_ignored[0]));
+      const V others = acc.value() * unscale + (ties - one);  // Z - 1, row_softmax.h's definition
+      const M no_limit = S::eq(m, no_limit_max);              // a row of -inf
+      const M y_is_max = S::eq(x_y, m);
+      const V dy = S::select(y_is_max, zero, x_y - m), Z = one + others;
+      if (want_loss) {
+        V ls = vlog1p<T>(others) - dy;
+        if constexpr (Md::weighted) ls = w_y * ls;
+        ls = S::select(valid, S::select(no_limit, nan, ls), zero);
+        if (loss_o)
+          store_n<T>(loss_o + r0 + l, r, ls);
+        else
+          S::acc_add(sum, ls);
+      }
+      if (!grad) return;
+      const V g = gout ? load_n<T>(gout + r0 + l, r, T(0)) * g_all : g_all;
+      const V A = Md::weighted ? w_y * g : g;
+      // A / (1 + others) with the rounding error z_lo of Z = 1 + others (TwoSum) taken back: half
+      // an ulp off every gradient element (the worst of test_accuracy.py's short rows: 3.7 -> 3.4 ulp).
+      const V z_b = Z - one, z_lo = (one - (Z - z_b)) + (others - z_b), q = A / Z;
+      const V cf = S::select(valid, S::select(no_limit, nan, S::fma(-q, z_lo / Z, q)), zero);
+      const V pm1 = S::select(y_is_max, -others, -(one + (others - e_y))) / Z;  // p_y - 1
+      const V at_y = S::select(no_limit, nan, A * pm1);
+      for (int64_t c = 0; c < C; ++c) {
+        T* e = b.e + c * B + l;
+        // ignored rows get exactly 0, even where exp(d) is NaN
+        S::store(e, S::select(S::mask_and(valid, is_class[c]), at_y, S::select(valid, S::load(e) * cf, zero)));
+      }
+    });
+    if (grad) short_transpose_out(b.e, n, C, a.grad_out + r0 * C);
+  }
+  if (want_loss && !a.loss_out) *loss_sum += S::acc_sum(sum);
+}
+
+// The same with label smoothing, whose loss and gradient terms cancel: the statistics in lanes of
+// T, the coefficients in double lanes (finalize's formulas), rounded once.
+template <class T, class Md>
+void ce_short_rows_smoothed(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, double* loss_sum) {
+  static_assert(!Md::prob && Md::dot, "probability targets take the row path");
   using S = Simd<T>;
   using D = Simd<double>;
   using V = typename S::V;
@@ -426,7 +523,7 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
     for (int64_t l = 0; l < b.lanes; ++l) md[l] = static_cast<double>(b.m[l]);
     if (grad)
       for (int64_t l = 0; l < b.lanes; ++l) ey[l] = y[l] >= 0 ? static_cast<double>(b.e[y[l] * B + l]) : 0.0;
-    if constexpr (Md::dot) {  // sum_j a_j d_j, a_j = w_j (1 without weight)
+    {  // sum_j a_j d_j, a_j = w_j (1 without weight)
       alignas(64) T dt[B];
       for (int64_t l = 0; l < b.lanes; l += S::W) {
         const V mv = S::load(b.m + l);
@@ -448,20 +545,19 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
       const VD L = vlog1p<double>(others), Z = D::set(1.0) + others;
       const auto y_is_max = D::eq(x_y, m);
       const VD dy = D::select(y_is_max, D::zero(), x_y - m);
-      VD ls = w_y * (L - dy);
-      if constexpr (Md::dot)
-        ls = D::set(pr.keep) * ls + D::set(pr.spread) * (D::set(W) * L - load_n<double>(dot + l, r, 0.0));
+      VD ls =
+          D::set(pr.keep) * (w_y * (L - dy)) + D::set(pr.spread) * (D::set(W) * L - load_n<double>(dot + l, r, 0.0));
       ls = D::select(no_limit, D::set(nan), ls);
       store_n<double>(loss + l, r, D::select(ok, ls, D::zero()));
       if (!grad) return;
       const VD g = load_n<double>(gk + l, r, 0.0);
-      const VD A = Md::dot ? D::set(pr.keep) * w_y * g : w_y * g;
-      const VD Bc = Md::dot ? D::set(pr.spread) * g : D::zero();
-      VD cf = (Md::dot ? A + Bc * D::set(W) : A) / Z;
+      const VD A = D::set(pr.keep) * w_y * g;
+      const VD Bc = D::set(pr.spread) * g;
+      VD cf = (A + Bc * D::set(W)) / Z;
       const VD e_y = load_n<double>(ey + l, r, 0.0);
       const VD pm1 = D::select(y_is_max, -others, -(D::set(1.0) + (others - e_y))) / Z;
       VD t = A * pm1;
-      if constexpr (Md::dot) t = t + Bc * (D::set(W) * (e_y / Z) - w_y);
+      t = t + Bc * (D::set(W) * (e_y / Z) - w_y);
       cf = D::select(no_limit, D::set(nan), cf);
       store_n<double>(coef_d + l, r, D::select(ok, cf, D::zero()));
       store_n<double>(sub_d + l, r, D::select(ok, D::select(no_limit, D::set(nan), Bc), D::zero()));
@@ -486,7 +582,7 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
       for (int64_t c = 0; c < C; ++c) {
         T* e = b.e + c * B + l;
         V v = S::load(e) * cf;
-        if constexpr (Md::dot) v = v - sb * S::set(Md::weighted ? a.weight[c] : T(1));
+        v = v - sb * S::set(Md::weighted ? a.weight[c] : T(1));
         S::store(e, S::select(kp, v, S::zero()));  // ignored rows get exactly 0, even where exp(d) is NaN
       }
     }
@@ -794,8 +890,12 @@ void cross_entropy_units(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t e
       // The short-row kernels know neither LLM head: z_loss or a softcap takes the row kernels.
       if (a.inner == 1 && a.classes == 2 && a.z_loss == 0.0 && a.softcap == 0.0)
         return ce_two_classes<T, Md>(op, a, begin, end, loss_sum);
-      if (a.inner == 1 && is_short_row(a.classes) && a.z_loss == 0.0 && a.softcap == 0.0)
-        return ce_short_rows<T, Md>(op, a, begin, end, loss_sum);
+      if (a.inner == 1 && is_short_row(a.classes) && a.z_loss == 0.0 && a.softcap == 0.0) {
+        if constexpr (Md::dot)
+          return ce_short_rows_smoothed<T, Md>(op, a, begin, end, loss_sum);
+        else
+          return ce_short_rows<T, Md>(op, a, begin, end, loss_sum);
+      }
     }
     if (a.inner == 1 && a.softcap > 0.0)
       ce_rows_capped<T, Md>(op, a, begin, end, loss_sum);
