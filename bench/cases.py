@@ -283,9 +283,9 @@ ELEM_LOSS_QUICK = f32((1_000_000,))
 ROW_LOSS = f32((8192, 1000))
 ROW_LOSS_QUICK = f32((1024, 1000))
 CE = f32((64, 10), (8192, 1000), (2048, 32000), (256, 128256))
-# Short rows: two classes (the seeds' [batch, 2] logits), three, ten; BCE-with-logits on as many
+# Short rows: two classes (the seeds' [batch, 2] logits), three, four, ten; BCE-with-logits on as many
 # elements (2e6) is the two-class case's yardstick.
-SHORT = f32((1_000_000, 2), (1_000_000, 3), (1_000_000, 10))
+SHORT = f32((1_000_000, 2), (1_000_000, 3), (1_000_000, 4), (1_000_000, 10))
 SHORT_QUICK = f32((100_000, 2), (100_000, 10))
 CE_QUICK = f32((4096, 1000), (256, 32000))
 
