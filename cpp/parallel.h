@@ -5,7 +5,8 @@
 // grain, never on the thread count; reductions add the chunks' partial sums in chunk order:
 // results are bit-identical for any number of threads. Work that fits in one chunk runs
 // inline on the calling thread and never touches the pool. The caller works too and never
-// waits for a worker that has not started (a late wake-up costs it nothing). If another call
+// waits for a worker that has not started (a late wake-up costs it nothing); work too short to be
+// worth a sleeping worker's wake-up (a few grains) does not wake one. If another call
 // already holds the pool (several Python threads), the caller runs its chunks itself.
 // Threads that cannot be created (process or memory limits) leave their chunks to the others
 // (one line on stderr says so, once); a child of fork() starts a pool of its own.
