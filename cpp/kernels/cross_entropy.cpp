@@ -436,7 +436,7 @@ void ce_short_rows(LossOp op, const CeArgs<T>& a, int64_t begin, int64_t end, do
         const M tie = S::eq(xv, m);
         // shifted_exp takes m finite; for m = +inf its d is -inf and its result 0, as the limit.
         const V e = shifted_exp<T>(xv, m);
-        acc.add(S::select(tie, zero, e));
+        acc.add_bounded(S::select(tie, zero, e));
         ties = ties + S::select(tie, one, zero);
         x_y = S::select(is_c, xv, x_y);
         if constexpr (Md::weighted) w_y = S::select(is_c, S::set(a.weight[c]), w_y);

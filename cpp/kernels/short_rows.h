@@ -112,6 +112,14 @@ struct LaneSum {
     c = S::select(S::isnan(cn), S::zero(), cn);
     s = t;
   }
+  // For terms whose sum cannot overflow (the scaled exps: each at most 2^k, at most
+  // kShortClasses of them): no compensation to drop (a NaN term still makes the sum NaN).
+  LO_INLINE void add_bounded(typename S::V v) {
+    const auto y = v - c;
+    const auto t = s + y;
+    c = (t - s) - y;
+    s = t;
+  }
   LO_INLINE typename S::V value() const { return s - c; }
 };
 
@@ -136,7 +144,7 @@ inline void short_stats(ShortBlock<T>& b, const T* G = nullptr) {
       const auto tie = S::eq(xv, m);
       // shifted_exp takes m finite; for m = +inf its d is -inf and its result 0, as the limit.
       const V e = shifted_exp<T>(xv, m);
-      acc.add(S::select(tie, S::zero(), e));
+      acc.add_bounded(S::select(tie, S::zero(), e));
       nties = nties + S::select(tie, one, S::zero());
       if constexpr (StoreE || WithG) {
         const V eu = S::select(tie, one, e * unscale);
