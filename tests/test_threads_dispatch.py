@@ -81,6 +81,42 @@ def test_bit_identical_at_1_and_2_threads(dtype, restore_threads):
         np.testing.assert_array_equal(bits(one[name]), bits(three[name]), err_msg=name)
 
 
+def _thread_affinities() -> dict[int, set[int]]:
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            out[int(tid)] = os.sched_getaffinity(int(tid))
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return out
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and 2 CPUs"
+)
+def test_calls_after_the_process_slept(restore_threads):
+    """After the whole process slept, a worker woken for a job moves itself off the caller's CPU for
+    that job (cpp/parallel.cpp): results stay bit-identical to one thread's, and afterwards every
+    thread's CPU affinity is what it was (the worker's given back, nobody else's touched)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2048, 1000)).astype(np.float32)
+    y = rng.integers(0, 1000, 2048)
+    lo.set_num_threads(1)
+    ref = [bits(a) for a in lo.cross_entropy_value_and_grad(x, y, reduction="none")]
+    lo.set_num_threads(2)
+    lo.cross_entropy(x, y)  # the worker exists from here on
+    allowed = os.sched_getaffinity(0)
+    before = _thread_affinities()
+    for _ in range(4):
+        time.sleep(0.06)  # long past the workers' idle spin: they sleep, and so does this thread
+        got = lo.cross_entropy_value_and_grad(x, y, reduction="none")
+        for r, g in zip(ref, got):
+            np.testing.assert_array_equal(r, bits(g))
+        time.sleep(0.01)  # a worker gives its affinity back after its last chunk
+        for tid, cpus in _thread_affinities().items():
+            assert cpus == before.get(tid, allowed), f"thread {tid}: {cpus} (was {before.get(tid, allowed)})"
+
+
 def test_thread_count_settings(restore_threads):
     lo.set_num_threads(1)
     assert lo.get_num_threads() == 1
