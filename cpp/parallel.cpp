@@ -283,11 +283,23 @@ void forget_pool_in_child() { g_pool.store(nullptr, std::memory_order_relaxed); 
 // `grains`: the work in grains (parallel_for's), which decides whether sleeping workers are worth
 // waking: a worker woken from sleep runs ~0.15 ms later (median here; 0.7 ms at the 90th
 // percentile), so work of fewer than kWakeGrains grains (~0.1-0.5 ms) is left to the caller and
-// the workers awake, if any.
+// the workers awake, if any, unless it comes within kLoopGap of the previous job's end: a loop's
+// next call, for which the woken workers are then awake (they poll between its calls).
 constexpr int64_t kWakeGrains = 4;
+constexpr std::chrono::microseconds kLoopGap{1000};
+std::atomic<int64_t> g_last_job_end{0};  // steady_clock ticks
+
 void run_chunks(int64_t n_chunks, int64_t grains, const std::function<void(int64_t)>& chunk_fn) {
   const int threads = get_num_threads();
-  if (n_chunks > 1 && threads > 1 && pool().run(n_chunks, chunk_fn, threads, grains < kWakeGrains)) return;
+  if (n_chunks > 1 && threads > 1) {
+    using clock = std::chrono::steady_clock;
+    const auto since_last = clock::now() - clock::time_point(clock::duration(g_last_job_end.load()));
+    const bool small = grains < kWakeGrains && since_last > kLoopGap;
+    if (!pool().run(n_chunks, chunk_fn, threads, small))
+      for (int64_t c = 0; c < n_chunks; ++c) chunk_fn(c);
+    g_last_job_end.store(clock::now().time_since_epoch().count());
+    return;
+  }
   for (int64_t c = 0; c < n_chunks; ++c) chunk_fn(c);
 }
 
